@@ -1,0 +1,247 @@
+// Package testenv gives tests real backing services on loopback: a fresh
+// PostgreSQL database with the Kortix fixture and the service's migrations,
+// a Redis database number of their own, the fauxqs SQS emulator, and the
+// Lambda runtime interface emulator. It starts what is missing; `make test`
+// needs nothing else set.
+//
+// Settings (all optional): TEST_DATABASE_URL (an admin URL of the server;
+// default postgres://postgres@127.0.0.1:5432/postgres), TEST_REDIS_ADDR
+// (default 127.0.0.1:6379), TEST_SQS_ENDPOINT (a running SQS emulator; one is
+// started from node_modules otherwise).
+package testenv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kortix-ai/thread-delete/shared/postgres"
+	"github.com/kortix-ai/thread-delete/shared/postgres/kortixschema"
+)
+
+// RepoRoot returns the directory holding go.mod.
+func RepoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("testenv: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func adminURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// withDatabase returns adminURL with its database name replaced.
+func withDatabase(raw, name string) string {
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		panic(err)
+	}
+	user := cfg.User
+	if cfg.Password != "" {
+		user += ":" + cfg.Password
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), name)
+}
+
+var templateOnce sync.Once
+var templateName string
+var templateErr error
+
+// template creates, once per fixture version, a database holding the
+// Kortix fixture and the migrations; per-test databases are copied from it.
+func template(ctx context.Context) (string, error) {
+	templateOnce.Do(func() {
+		sum := sha256.Sum256([]byte(kortixschema.SQL + postgres.MigrationsDigest()))
+		templateName = "tdtpl_" + hex.EncodeToString(sum[:6])
+		admin, err := pgx.Connect(ctx, adminURL())
+		if err != nil {
+			templateErr = fmt.Errorf("testenv: PostgreSQL at %s: %w", adminURL(), err)
+			return
+		}
+		defer admin.Close(ctx)
+		if _, err = admin.Exec(ctx, `SELECT pg_advisory_lock(7246117002)`); err != nil {
+			templateErr = err
+			return
+		}
+		defer admin.Exec(ctx, `SELECT pg_advisory_unlock(7246117002)`) //nolint:errcheck
+		var exists bool
+		if err = admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, templateName).Scan(&exists); err != nil || exists {
+			templateErr = err
+			return
+		}
+		building := templateName + "_wip"
+		admin.Exec(ctx, `DROP DATABASE IF EXISTS `+building+` WITH (FORCE)`) //nolint:errcheck
+		if _, err = admin.Exec(ctx, `CREATE DATABASE `+building); err != nil {
+			templateErr = err
+			return
+		}
+		if err = Prepare(ctx, withDatabase(adminURL(), building)); err != nil {
+			templateErr = err
+			return
+		}
+		_, templateErr = admin.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+templateName)
+	})
+	return templateName, templateErr
+}
+
+// Prepare applies the Kortix fixture and the service's migrations to the
+// empty database at url.
+func Prepare(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, kortixschema.SQL); err != nil {
+		return fmt.Errorf("testenv: fixture: %w", err)
+	}
+	return postgres.Migrate(ctx, conn)
+}
+
+var dbSeq struct {
+	sync.Mutex
+	n int
+}
+
+// Database creates a fresh database with the fixture and migrations applied
+// and returns its URL. It is dropped when the test ends.
+func Database(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tpl, err := template(ctx)
+	if err != nil {
+		tb.Fatalf("testenv: template database: %v", err)
+	}
+	dbSeq.Lock()
+	dbSeq.n++
+	name := fmt.Sprintf("tdtest_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, dbSeq.n)
+	dbSeq.Unlock()
+
+	admin, err := pgx.Connect(ctx, adminURL())
+	if err != nil {
+		tb.Fatalf("testenv: PostgreSQL: %v", err)
+	}
+	defer admin.Close(ctx)
+	for attempt := 0; ; attempt++ {
+		_, err = admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+tpl)
+		// Another package may be copying the template at this instant.
+		if err == nil || attempt == 50 || !strings.Contains(err.Error(), "being accessed by other users") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		tb.Fatalf("testenv: create database: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if admin, err := pgx.Connect(ctx, adminURL()); err == nil {
+			admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`) //nolint:errcheck
+			admin.Close(ctx)
+		}
+	})
+	return withDatabase(adminURL(), name)
+}
+
+func redisAddr() string {
+	if a := os.Getenv("TEST_REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+// Redis reserves a Redis database number (1-15) for the test, empties it and
+// returns its redis:// URL and a client for assertions. The reservation is a
+// key in database 0, so parallel test packages never share a database.
+func Redis(tb testing.TB) (string, *redis.Client) {
+	tb.Helper()
+	ctx := context.Background()
+	ctl := redis.NewClient(&redis.Options{Addr: redisAddr(), DB: 0})
+	tb.Cleanup(func() { ctl.Close() })
+	deadline := time.Now().Add(60 * time.Second)
+	token := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	for {
+		for db := 1; db <= 15; db++ {
+			key := fmt.Sprintf("testenv:redis-db:%d", db)
+			ok, err := ctl.SetNX(ctx, key, token, 10*time.Minute).Result()
+			if err != nil {
+				tb.Fatalf("testenv: Redis at %s: %v", redisAddr(), err)
+			}
+			if !ok {
+				continue
+			}
+			client := redis.NewClient(&redis.Options{Addr: redisAddr(), DB: db})
+			if err := client.FlushDB(ctx).Err(); err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(func() {
+				client.FlushDB(ctx)
+				client.Close()
+				if v, _ := ctl.Get(ctx, key).Result(); v == token {
+					ctl.Del(ctx, key)
+				}
+			})
+			return fmt.Sprintf("redis://%s/%d", redisAddr(), db), client
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("testenv: no free Redis database number")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitTCP waits until something accepts connections at addr.
+func WaitTCP(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(fmt.Errorf("nothing listens at %s after %s", addr, within), err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
