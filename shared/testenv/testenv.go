@@ -63,11 +63,15 @@ func withDatabase(raw, name string) string {
 	if err != nil {
 		panic(err)
 	}
+	return connURL(cfg, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), name)
+}
+
+func connURL(cfg *pgx.ConnConfig, addr, database string) string {
 	user := cfg.User
 	if cfg.Password != "" {
 		user += ":" + cfg.Password
 	}
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), name)
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, addr, database)
 }
 
 var templateOnce sync.Once
@@ -244,4 +248,23 @@ func WaitTCP(addr string, within time.Duration) error {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// ViaAddr returns the database URL rewritten to connect through addr
+// (host:port), e.g. a Proxy.
+func ViaAddr(url, addr string) string {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		panic(err)
+	}
+	return connURL(cfg, addr, cfg.Database)
+}
+
+// PostgresAddr returns the host:port of the test PostgreSQL server.
+func PostgresAddr() string {
+	cfg, err := pgx.ParseConfig(adminURL())
+	if err != nil {
+		panic(err)
+	}
+	return net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
 }

@@ -1,0 +1,308 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kortix-ai/thread-delete/shared/threads"
+)
+
+// Store is the PostgreSQL side of threads.Deleter.
+type Store struct {
+	Pool *pgxpool.Pool
+}
+
+var _ threads.Store = (*Store)(nil)
+
+// lockProjectSQL locks the thread's project row first, so that deletes of
+// the same project's threads serialise and inserts of new threads into the
+// project (whose foreign-key check takes a KEY SHARE lock on it) wait. Under
+// READ COMMITTED the next statement takes its snapshot only after this lock
+// is granted, so it sees every delete that committed meanwhile: that is what
+// makes the "was this the last thread?" decision race-free.
+const lockProjectSQL = `
+SELECT p.project_id
+  FROM public.projects p
+ WHERE p.project_id = (SELECT t.project_id FROM public.threads t WHERE t.thread_id = $1::uuid)
+   FOR UPDATE OF p`
+
+// deleteSQL is the whole delete as one statement of data-modifying CTEs.
+// Parameters: $1 thread id; $2 caller user id (JWT) or NULL; $3, $4 the API
+// key's public part and secret hash, or NULL.
+//
+//   - key/caller: the API key, when given, is resolved to its account's
+//     primary owner here rather than in a separate query. The hashes are
+//     compared through sha256 on both sides, so the comparison's timing does
+//     not depend on how many leading characters of the stored hash match.
+//   - target: the thread, row-locked (a concurrent delete of the same thread
+//     waits, then finds nothing: 404, never a double delete).
+//   - allowed: the write rule — admin/super_admin, the owning user, or a
+//     member of the owning account. Public projects grant nothing.
+//   - doomed: the thread and its descendant sub-agent threads.
+//   - agent runs (FK NO ACTION, so they must go explicitly), documents,
+//     messages and the threads are deleted; the FK cascades remain as the
+//     safety net for rows inserted after the snapshot.
+//   - project: deleted only when no thread outside doomed remains in it; its
+//     sandbox teardown is written to the outbox in the same transaction.
+//   - touch_key: last_used_at at most once a minute, and only when the
+//     thread exists (a 404 writes nothing).
+const deleteSQL = `
+WITH RECURSIVE
+key AS (
+    SELECT k.key_id, a.primary_owner_user_id AS user_id
+      FROM public.api_keys k
+      JOIN basejump.accounts a ON a.id = k.account_id
+     WHERE $3::text IS NOT NULL
+       AND k.public_key = $3::text
+       AND sha256(convert_to(k.secret_key_hash, 'UTF8')) = sha256(convert_to($4::text, 'UTF8'))
+       AND k.status = 'active'
+       AND (k.expires_at IS NULL OR k.expires_at > now())
+),
+caller AS (
+    SELECT $2::uuid AS user_id WHERE $3::text IS NULL
+    UNION ALL
+    SELECT user_id FROM key
+),
+target AS (
+    SELECT t.thread_id, t.account_id, t.project_id
+      FROM public.threads t
+     WHERE t.thread_id = $1::uuid
+       AND EXISTS (SELECT 1 FROM caller)
+       FOR UPDATE
+),
+allowed AS (
+    SELECT 1 AS ok
+      FROM target t, caller c
+     WHERE t.account_id = c.user_id
+        OR EXISTS (SELECT 1 FROM public.user_roles r
+                    WHERE r.user_id = c.user_id AND r.role IN ('admin', 'super_admin'))
+        OR EXISTS (SELECT 1 FROM basejump.account_user au
+                    WHERE au.user_id = c.user_id AND au.account_id = t.account_id)
+     LIMIT 1
+),
+doomed AS (
+    SELECT t.thread_id FROM target t WHERE EXISTS (SELECT 1 FROM allowed)
+    UNION
+    SELECT c.thread_id FROM public.threads c JOIN doomed d ON c.parent_thread_id = d.thread_id
+),
+del_runs AS (
+    DELETE FROM public.agent_runs r USING doomed d WHERE r.thread_id = d.thread_id RETURNING 1
+),
+del_docs AS (
+    DELETE FROM public.documents x USING doomed d WHERE x.thread_id = d.thread_id RETURNING 1
+),
+del_msgs AS (
+    DELETE FROM public.messages m USING doomed d WHERE m.thread_id = d.thread_id RETURNING 1
+),
+del_threads AS (
+    DELETE FROM public.threads t USING doomed d WHERE t.thread_id = d.thread_id RETURNING t.thread_id
+),
+project AS (
+    SELECT p.project_id, p.account_id, p.sandbox_resource_id, p.sandbox
+      FROM public.projects p
+      JOIN target t ON p.project_id = t.project_id
+     WHERE EXISTS (SELECT 1 FROM allowed)
+       AND NOT EXISTS (SELECT 1 FROM public.threads o
+                        WHERE o.project_id = t.project_id
+                          AND o.thread_id NOT IN (SELECT thread_id FROM doomed))
+),
+del_project AS (
+    DELETE FROM public.projects p USING project x WHERE p.project_id = x.project_id RETURNING 1
+),
+sandbox AS (
+    SELECT x.project_id, x.account_id, r.id AS resource_id,
+           COALESCE(NULLIF(r.external_id, ''), NULLIF(x.sandbox->>'id', '')) AS sandbox_id
+      FROM project x
+      LEFT JOIN public.resources r ON r.id = x.sandbox_resource_id
+),
+outbox AS (
+    INSERT INTO thread_delete.outbox (kind, payload)
+    SELECT 'sandbox_teardown',
+           jsonb_strip_nulls(jsonb_build_object(
+               'project_id', s.project_id, 'account_id', s.account_id,
+               'sandbox_id', s.sandbox_id, 'resource_id', s.resource_id,
+               'thread_id', $1::uuid, 'requested_at', now()))
+      FROM sandbox s
+     WHERE s.sandbox_id IS NOT NULL
+    RETURNING id, payload
+),
+touch_key AS (
+    UPDATE public.api_keys k SET last_used_at = now()
+      FROM key
+     WHERE k.key_id = key.key_id
+       AND EXISTS (SELECT 1 FROM target)
+       AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM caller),
+       EXISTS (SELECT 1 FROM target),
+       EXISTS (SELECT 1 FROM allowed),
+       (SELECT account_id::text FROM target),
+       (SELECT project_id::text FROM target),
+       ARRAY(SELECT thread_id::text FROM del_threads ORDER BY thread_id <> $1::uuid, thread_id),
+       (SELECT count(*) FROM del_msgs),
+       (SELECT count(*) FROM del_runs),
+       EXISTS (SELECT 1 FROM del_project),
+       (SELECT id::text FROM outbox),
+       (SELECT payload FROM outbox),
+       (SELECT count(*) FROM touch_key)`
+
+// Delete runs the lock and the delete statement as one pipelined batch: the
+// extended protocol's single Sync makes the batch one implicit transaction
+// (any error rolls all of it back) and one network round trip.
+func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deletion, error) {
+	var userID, publicKey, secretHash any
+	if k := req.Caller.APIKey; k != nil {
+		publicKey, secretHash = k.PublicKey, k.SecretHash
+	} else {
+		userID = req.Caller.UserID
+	}
+
+	var del threads.Deletion
+	run := func() error {
+		b := &pgx.Batch{}
+		b.Queue(lockProjectSQL, req.ThreadID)
+		b.Queue(deleteSQL, req.ThreadID, userID, publicKey, secretHash)
+		br := s.Pool.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		var (
+			authenticated, found, allowed bool
+			accountID, projectID, jobID   *string
+			payload                       []byte
+			touched                       int64
+		)
+		if err := br.QueryRow().Scan(&authenticated, &found, &allowed, &accountID, &projectID,
+			&del.ThreadIDs, &del.Messages, &del.Runs, &del.ProjectDeleted, &jobID, &payload, &touched); err != nil {
+			return err
+		}
+		switch {
+		case !authenticated:
+			del.Outcome = threads.OutcomeInvalidAPIKey
+		case !found:
+			del.Outcome = threads.OutcomeNotFound
+		case !allowed:
+			del.Outcome = threads.OutcomeForbidden
+		default:
+			del.Outcome = threads.OutcomeDeleted
+		}
+		del.AccountID, del.ProjectID = deref(accountID), deref(projectID)
+		if jobID != nil {
+			t := threads.Teardown{}
+			if err := json.Unmarshal(payload, &t); err != nil {
+				return fmt.Errorf("postgres: outbox payload: %w", err)
+			}
+			t.JobID = *jobID
+			del.Teardown = &t
+		}
+		return br.Close()
+	}
+
+	err := run()
+	// A pooled connection that died while idle fails before anything is
+	// sent: retry once on a fresh one. (This replaces pgxpool's ping.)
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		del = threads.Deletion{}
+		err = run()
+	}
+	if err != nil {
+		return threads.Deletion{}, classify(err)
+	}
+	return del, nil
+}
+
+// RecordCacheRepair stores an invalidation that failed inline, for the
+// cleanup worker. It costs a second round trip, paid only on that failure.
+func (s *Store) RecordCacheRepair(ctx context.Context, inv threads.Invalidation, cause string) error {
+	payload, err := json.Marshal(inv)
+	if err != nil {
+		return err
+	}
+	_, err = s.Pool.Exec(ctx, `
+		INSERT INTO thread_delete.outbox (kind, payload, last_error)
+		VALUES ('cache_repair', $1::jsonb, $2::text)`, string(payload), truncate(cause, 500))
+	return classify(err)
+}
+
+// classify wraps errors that mean "the database could not be reached or
+// did not answer in time" in threads.ErrUnavailable (a 503 with Retry-After);
+// anything else stays an internal error.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if isUnavailable(err) {
+		return fmt.Errorf("%w: %w", threads.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || pgconn.Timeout(err) {
+		return true
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57014", // query_canceled (statement_timeout)
+			"55P03",                   // lock_not_available (lock_timeout)
+			"57P01", "57P02", "57P03", // shutdown, crash, cannot connect now
+			"53300",          // too_many_connections
+			"40001", "40P01": // serialization failure, deadlock: safe to retry
+			return true
+		}
+		return false
+	}
+	// Connection closed mid-flight (unexpected EOF and the like).
+	return pgconn.SafeToRetry(err) || isClosedConn(err)
+}
+
+// isClosedConn reports a connection that broke while the batch was in
+// flight. The transaction cannot have committed without us reading its
+// result... except in the rare case the COMMIT was processed and the answer
+// lost; then a retry by the client gets a 404, which is still correct.
+func isClosedConn(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"unexpected EOF", "conn closed", "connection reset", "broken pipe"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

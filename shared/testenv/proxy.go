@@ -1,0 +1,158 @@
+package testenv
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Proxy is a loopback TCP proxy that counts round trips and can add latency
+// or inject faults. A round trip is one flight of client bytes sent after the
+// server last spoke (or at the start): a pipelined batch of queries is one
+// flight however many packets it takes.
+type Proxy struct {
+	Addr   string // host:port clients should dial
+	target string
+	ln     net.Listener
+
+	flights atomic.Int64
+	delay   atomic.Int64 // added before each client flight, in nanoseconds
+	refuse  atomic.Bool  // close new connections at once
+	cutNext atomic.Int64 // close the connection on the next client flight when > 0
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// StartProxy listens on a loopback port and forwards to target. It stops
+// when the test ends.
+func StartProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// RoundTrips returns how many client flights passed so far.
+func (p *Proxy) RoundTrips() int64 { return p.flights.Load() }
+
+// SetDelay adds d of latency to every round trip from now on.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// Refuse makes the proxy drop new connections (and, with CutAll, existing
+// ones): the service behind it looks unreachable.
+func (p *Proxy) Refuse(on bool) { p.refuse.Store(on) }
+
+// CutOnNextFlight closes a connection the moment the client sends its next
+// flight, before forwarding it: a connection lost mid-request.
+func (p *Proxy) CutOnNextFlight() { p.cutNext.Store(1) }
+
+// CutAll closes every open connection.
+func (p *Proxy) CutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Close stops the proxy and closes its connections.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.CutAll()
+}
+
+func (p *Proxy) track(c net.Conn, add bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if add {
+		p.conns[c] = struct{}{}
+	} else {
+		delete(p.conns, c)
+	}
+}
+
+func (p *Proxy) serve() {
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		if p.refuse.Load() {
+			client.Close()
+			continue
+		}
+		go p.handle(client)
+	}
+}
+
+func (p *Proxy) handle(client net.Conn) {
+	server, err := net.DialTimeout("tcp", p.target, 2*time.Second)
+	if err != nil {
+		client.Close()
+		return
+	}
+	p.track(client, true)
+	p.track(server, true)
+	defer func() {
+		client.Close()
+		server.Close()
+		p.track(client, false)
+		p.track(server, false)
+	}()
+	var serverSpoke atomic.Bool
+	serverSpoke.Store(true) // the first client bytes start a flight
+	done := make(chan struct{}, 2)
+	go func() { // server -> client
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 {
+				serverSpoke.Store(true)
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		client.Close()
+		done <- struct{}{}
+	}()
+	go func() { // client -> server
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := client.Read(buf)
+			if n > 0 {
+				if serverSpoke.Swap(false) {
+					if p.cutNext.CompareAndSwap(1, 0) {
+						break
+					}
+					p.flights.Add(1)
+					if d := time.Duration(p.delay.Load()); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				if _, werr := server.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		server.Close()
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
+

@@ -1,0 +1,146 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// NewUUID returns a random (version 4) UUID in canonical form.
+func NewUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// Seeder inserts Kortix rows for tests. Every method fails the test on error.
+type Seeder struct {
+	TB   testing.TB
+	Pool *pgxpool.Pool
+}
+
+// Pool opens a pool on url, closed when the test ends.
+func Pool(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// Exec runs sql and fails the test on error.
+func (s Seeder) Exec(sql string, args ...any) {
+	s.TB.Helper()
+	if _, err := s.Pool.Exec(context.Background(), sql, args...); err != nil {
+		s.TB.Fatalf("seed: %v\n%s", err, sql)
+	}
+}
+
+// Count returns the result of a count query.
+func (s Seeder) Count(sql string, args ...any) int {
+	s.TB.Helper()
+	var n int
+	if err := s.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		s.TB.Fatalf("count: %v\n%s", err, sql)
+	}
+	return n
+}
+
+// PersonalAccount creates a user's personal account (id = user id) and
+// returns the user id.
+func (s Seeder) PersonalAccount() string {
+	s.TB.Helper()
+	id := NewUUID()
+	s.Exec(`INSERT INTO basejump.accounts (id, primary_owner_user_id, name, slug, personal_account) VALUES ($1::uuid, $1::uuid, 'personal', $1::text, true)`, id)
+	s.Exec(`INSERT INTO basejump.account_user (user_id, account_id, account_role) VALUES ($1, $1, 'owner')`, id)
+	return id
+}
+
+// TeamAccount creates a team account owned by owner and returns its id.
+func (s Seeder) TeamAccount(owner string) string {
+	s.TB.Helper()
+	id := NewUUID()
+	s.Exec(`INSERT INTO basejump.accounts (id, primary_owner_user_id, name, slug, personal_account) VALUES ($1::uuid, $2, 'team', $1::text, false)`, id, owner)
+	s.Exec(`INSERT INTO basejump.account_user (user_id, account_id, account_role) VALUES ($1, $2, 'owner')`, owner, id)
+	return id
+}
+
+// Member adds user to account with the given role ('owner' or 'member').
+func (s Seeder) Member(account, user, role string) {
+	s.TB.Helper()
+	s.Exec(`INSERT INTO basejump.account_user (user_id, account_id, account_role) VALUES ($1, $2, $3::basejump.account_role)`, user, account, role)
+}
+
+// Role gives user an application role ('user', 'admin', 'super_admin').
+func (s Seeder) Role(user, role string) {
+	s.TB.Helper()
+	s.Exec(`INSERT INTO public.user_roles (user_id, role) VALUES ($1, $2::public.app_role)`, user, role)
+}
+
+// Sandbox creates an active sandbox resource and returns its id.
+func (s Seeder) Sandbox(account, externalID string) string {
+	s.TB.Helper()
+	id := NewUUID()
+	s.Exec(`INSERT INTO public.resources (id, account_id, type, external_id, status, config) VALUES ($1, $2, 'sandbox', $3, 'active', '{}')`, id, account, externalID)
+	return id
+}
+
+// Project creates a project; resourceID ("" for none) links a sandbox
+// resource, legacySandbox ("" for none) sets the legacy sandbox jsonb id.
+func (s Seeder) Project(account, resourceID, legacySandbox string) string {
+	s.TB.Helper()
+	id := NewUUID()
+	var res any
+	if resourceID != "" {
+		res = resourceID
+	}
+	sandbox := "{}"
+	if legacySandbox != "" {
+		sandbox = fmt.Sprintf(`{"id": %q, "pass": "x", "vnc_preview": "https://example.invalid"}`, legacySandbox)
+	}
+	s.Exec(`INSERT INTO public.projects (project_id, name, account_id, sandbox_resource_id, sandbox) VALUES ($1, 'project', $2, $3::uuid, $4::jsonb)`, id, account, res, sandbox)
+	return id
+}
+
+// Thread creates a thread. project and parent may be "" (NULL).
+func (s Seeder) Thread(account, project, parent string) string {
+	s.TB.Helper()
+	id := NewUUID()
+	s.Exec(`INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id, name) VALUES ($1, $2::uuid, $3::uuid, $4::uuid, 'thread')`,
+		id, nullable(account), nullable(project), nullable(parent))
+	return id
+}
+
+// Content gives thread n messages, runs agent runs and docs documents.
+func (s Seeder) Content(thread string, messages, runs, docs int) {
+	s.TB.Helper()
+	if messages > 0 {
+		s.Exec(`INSERT INTO public.messages (thread_id, type, is_llm_message, content)
+			SELECT $1, CASE WHEN g % 2 = 0 THEN 'user' ELSE 'assistant' END, g % 2 = 1, jsonb_build_object('role', 'user', 'content', 'message ' || g)
+			FROM generate_series(1, $2::int) g`, thread, messages)
+	}
+	if runs > 0 {
+		s.Exec(`INSERT INTO public.agent_runs (thread_id, status) SELECT $1, 'completed' FROM generate_series(1, $2::int)`, thread, runs)
+	}
+	if docs > 0 {
+		s.Exec(`INSERT INTO public.documents (account_id, thread_id, chunk_content, embedding)
+			SELECT t.account_id, t.thread_id, 'chunk ' || g, ARRAY[0.1, 0.2, 0.3]::real[]
+			FROM public.threads t, generate_series(1, $2::int) g WHERE t.thread_id = $1`, thread, docs)
+	}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
