@@ -43,19 +43,6 @@ func (w *world) projectExists(id string) bool {
 	return w.Count(`SELECT count(*) FROM public.projects WHERE project_id = $1`, id) == 1
 }
 
-// snapshot counts every row of every table the delete may touch, to prove
-// that a rejected request changed nothing.
-func (w *world) snapshot() map[string]int {
-	out := map[string]int{}
-	for _, table := range []string{"public.threads", "public.messages", "public.agent_runs", "public.documents",
-		"public.projects", "public.resources", "thread_delete.outbox", "basejump.accounts"} {
-		out[table] = w.Count(`SELECT count(*) FROM ` + table)
-	}
-	out["api_keys_used"] = w.Count(`SELECT count(*) FROM public.api_keys WHERE last_used_at IS NOT NULL`)
-	out["thread_counters"] = w.Count(`SELECT coalesce(sum(total_message_count), 0) FROM public.threads`)
-	return out
-}
-
 func user(id string) threads.Caller { return threads.Caller{UserID: id} }
 
 func TestDeleteOutcomes(t *testing.T) {
@@ -130,7 +117,7 @@ func TestDeleteOutcomes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := tc.setup()
-			before := w.snapshot()
+			before := w.Snapshot()
 			del, err := w.store.Delete(ctx, threads.Request{ThreadID: sc.threadID, Caller: sc.caller})
 			if err != nil {
 				t.Fatal(err)
@@ -139,7 +126,7 @@ func TestDeleteOutcomes(t *testing.T) {
 				t.Fatalf("outcome = %v, want %v", del.Outcome, sc.outcome)
 			}
 			if !sc.changes {
-				if after := w.snapshot(); !mapsEqual(before, after) {
+				if after := w.Snapshot(); !mapsEqual(before, after) {
 					t.Fatalf("a rejected delete changed data:\nbefore %v\nafter  %v", before, after)
 				}
 				return

@@ -155,4 +155,3 @@ func (p *Proxy) handle(client net.Conn) {
 	<-done
 	<-done
 }
-

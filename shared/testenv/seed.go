@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -143,4 +144,45 @@ func nullable(s string) any {
 		return nil
 	}
 	return s
+}
+
+// Snapshot counts the rows of every table a delete may touch (and a few
+// columns it may write), to prove that a rejected request changed nothing.
+func (s Seeder) Snapshot() map[string]int {
+	s.TB.Helper()
+	out := map[string]int{}
+	for _, table := range []string{"public.threads", "public.messages", "public.agent_runs", "public.documents",
+		"public.projects", "public.resources", "thread_delete.outbox", "basejump.accounts", "public.api_keys"} {
+		out[table] = s.Count(`SELECT count(*) FROM ` + table)
+	}
+	out["api_keys_used"] = s.Count(`SELECT count(*) FROM public.api_keys WHERE last_used_at IS NOT NULL`)
+	out["resources_active"] = s.Count(`SELECT count(*) FROM public.resources WHERE status = 'active'`)
+	out["message_counters"] = s.Count(`SELECT coalesce(sum(total_message_count), 0) FROM public.threads`)
+	return out
+}
+
+// APIKey creates an API key for account the way Kortix does and returns the
+// "pk_...:sk_..." credential. hash computes secret_key_hash from the secret.
+func (s Seeder) APIKey(account, status string, expiresIn time.Duration, hash func(secret string) string) string {
+	s.TB.Helper()
+	pk, sk := "pk_"+alnum32(), "sk_"+alnum32()
+	var expires any
+	if expiresIn != 0 {
+		expires = time.Now().Add(expiresIn)
+	}
+	s.Exec(`INSERT INTO public.api_keys (public_key, secret_key_hash, account_id, title, status, expires_at)
+		VALUES ($1, $2, $3, 'test key', $4::public.api_key_status, $5)`, pk, hash(sk), account, status, expires)
+	return pk + ":" + sk
+}
+
+func alnum32() string {
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	for i := range b {
+		b[i] = letters[int(b[i])%len(letters)]
+	}
+	return string(b[:])
 }

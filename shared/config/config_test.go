@@ -1,0 +1,105 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kortix-ai/thread-delete/shared/config"
+)
+
+func deleteEnv(over map[string]string) config.Env {
+	m := map[string]string{
+		"DATABASE_URL":              "postgres://u@127.0.0.1:5432/db",
+		"REDIS_URL":                 "redis://127.0.0.1:6379/0",
+		"SANDBOX_CLEANUP_QUEUE_URL": "http://127.0.0.1:4566/000000000000/q",
+		"SUPABASE_JWT_SECRET":       "secret",
+	}
+	for k, v := range over {
+		if v == "<unset>" {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	return config.Map(m)
+}
+
+func TestLoadDeleteThreadErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		over    map[string]string
+		wantVar string
+	}{
+		{map[string]string{"DATABASE_URL": "<unset>"}, "DATABASE_URL"},
+		{map[string]string{"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"},
+		{map[string]string{"REDIS_URL": "<unset>"}, "REDIS_URL"},
+		{map[string]string{"REDIS_URL": "http://x"}, "REDIS_URL"},
+		{map[string]string{"REDIS_CLUSTER": "maybe"}, "REDIS_CLUSTER"},
+		{map[string]string{"SANDBOX_CLEANUP_QUEUE_URL": "<unset>"}, "SANDBOX_CLEANUP_QUEUE_URL"},
+		{map[string]string{"SANDBOX_CLEANUP_QUEUE_URL": "not a url"}, "SANDBOX_CLEANUP_QUEUE_URL"},
+		{map[string]string{"SUPABASE_JWT_SECRET": "<unset>"}, "SUPABASE_JWT_SECRET"},
+		{map[string]string{"SUPABASE_JWKS_URL": "ftp://x/jwks"}, "SUPABASE_JWKS_URL"},
+		{map[string]string{"DB_PORT": "http"}, "DB_PORT"},
+		{map[string]string{"DB_IAM_AUTH": "yes please"}, "DB_IAM_AUTH"},
+		{map[string]string{"DB_IAM_AUTH": "true", "DB_HOST": "h", "DB_NAME": "n", "AWS_REGION": "eu-west-1"}, "DB_USER"},
+		{map[string]string{"DATABASE_URL": "<unset>", "DB_SECRET_ARN": "secret-name"}, "DB_SECRET_ARN"},
+	}
+	for _, tc := range tests {
+		_, err := config.LoadDeleteThread(deleteEnv(tc.over))
+		if err == nil {
+			t.Errorf("%v: accepted", tc.over)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.wantVar) || strings.Contains(msg, "\n") {
+			t.Errorf("%v: error %q does not name %s on one line", tc.over, msg, tc.wantVar)
+		}
+	}
+}
+
+func TestLoadDeleteThreadDefaults(t *testing.T) {
+	c, err := config.LoadDeleteThread(deleteEnv(map[string]string{"SUPABASE_URL": "https://abc.supabase.co/"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audience != "authenticated" || c.JWKSURL != "https://abc.supabase.co/auth/v1/.well-known/jwks.json" || c.DB.Port != 5432 {
+		t.Fatalf("%+v", c)
+	}
+	c, err = config.LoadDeleteThread(deleteEnv(map[string]string{"JWT_AUDIENCE": "", "SUPABASE_JWT_SECRET": "<unset>", "SUPABASE_JWKS_URL": "https://x/jwks"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audience != "" {
+		t.Fatalf("empty JWT_AUDIENCE must disable the check, got %q", c.Audience)
+	}
+	c, err = config.LoadDeleteThread(deleteEnv(map[string]string{"DATABASE_URL": "<unset>", "DB_IAM_AUTH": "true", "DB_HOST": "h", "DB_NAME": "n", "DB_USER": "u", "AWS_REGION": "eu-west-1", "DB_PORT": "6432"}))
+	if err != nil || !c.DB.IAMAuth || c.DB.Port != 6432 {
+		t.Fatalf("%+v %v", c.DB, err)
+	}
+}
+
+func TestLoadCleanup(t *testing.T) {
+	base := map[string]string{
+		"DATABASE_URL":              "postgres://u@127.0.0.1/db",
+		"REDIS_URL":                 "rediss://cache:6379",
+		"DAYTONA_SERVER_URL":        "https://app.daytona.io/api/",
+		"DAYTONA_API_KEY":           "k",
+		"SANDBOX_CLEANUP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+	}
+	c, err := config.LoadCleanup(config.Map(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ResendAfter != 5*time.Minute || c.DaytonaURL != "https://app.daytona.io/api" {
+		t.Fatalf("%+v", c)
+	}
+	for name, bad := range map[string]string{"OUTBOX_RESEND_AFTER": "5 minutes", "DAYTONA_API_KEY": "", "DAYTONA_SERVER_URL": "app.daytona.io"} {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		m[name] = bad
+		if _, err := config.LoadCleanup(config.Map(m)); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: err %v", name, bad, err)
+		}
+	}
+}
