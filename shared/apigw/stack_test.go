@@ -1,0 +1,187 @@
+package apigw_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kortix-ai/thread-delete/shared/apigw"
+	"github.com/kortix-ai/thread-delete/shared/auth"
+	"github.com/kortix-ai/thread-delete/shared/postgres"
+	"github.com/kortix-ai/thread-delete/shared/redis"
+	"github.com/kortix-ai/thread-delete/shared/sqs"
+	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/shared/threads"
+)
+
+// apiKeySecret is the HMAC key the stack's API keys are hashed with.
+const apiKeySecret = "test-api-key-secret"
+
+// stack is the delete-thread handler wired to real PostgreSQL, Redis and
+// SQS (fauxqs), with proxies in front of PostgreSQL and Redis for faults.
+type stack struct {
+	testenv.Seeder
+	handler  *apigw.Handler
+	rdb      *goredis.Client
+	sqs      *awssqs.Client
+	queueURL string
+	pgProxy  *testenv.Proxy
+	rdProxy  *testenv.Proxy
+}
+
+type stackOptions struct {
+	noAPIKeySecret bool
+	queueURL       string // override (e.g. an unreachable endpoint)
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := testenv.Database(t)
+	redisURL, rdb := testenv.Redis(t)
+	ep := testenv.SQS(t)
+	queueURL, _ := testenv.Queue(t, ep, 30*time.Second, 0)
+
+	pgProxy := testenv.StartProxy(t, testenv.PostgresAddr())
+	pool, err := postgres.NewPool(ctx, postgres.PoolOptions{URL: testenv.ViaAddr(dbURL, pgProxy.Addr), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	rdProxy := testenv.StartProxy(t, "127.0.0.1:6379")
+	client, err := redis.NewClient(redis.Options{URL: "redis://" + rdProxy.Addr + redisURL[strings.LastIndex(redisURL, "/"):], Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	cfg := auth.Config{HS256Secret: []byte(testenv.JWTSecret), Audience: "authenticated", APIKeySecret: []byte(apiKeySecret)}
+	if o.noAPIKeySecret {
+		cfg.APIKeySecret = nil
+	}
+	authn, err := auth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqsClient := testenv.SQSClient(ep)
+	pubURL := queueURL
+	if o.queueURL != "" {
+		pubURL = o.queueURL
+	}
+	return &stack{
+		Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, dbURL)},
+		handler: &apigw.Handler{
+			Auth: authn,
+			Deleter: &threads.Deleter{
+				Store:           &postgres.Store{Pool: pool},
+				Cache:           &redis.Cache{Client: client},
+				Queue:           &sqs.Publisher{Client: sqsClient, QueueURL: pubURL},
+				FollowUpTimeout: time.Second,
+			},
+		},
+		rdb: rdb, sqs: sqsClient, queueURL: queueURL, pgProxy: pgProxy, rdProxy: rdProxy,
+	}
+}
+
+// event loads events/delete-thread.json and points it at threadID with the
+// given headers (nil value = header removed).
+func event(t *testing.T, threadID string, headers map[string]string) events.APIGatewayV2HTTPRequest {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "events", "delete-thread.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev.RawPath = "/threads/" + threadID
+	ev.RequestContext.HTTP.Path = ev.RawPath
+	ev.PathParameters = map[string]string{"thread_id": threadID}
+	delete(ev.Headers, "authorization")
+	for k, v := range headers {
+		ev.Headers[k] = v
+	}
+	return ev
+}
+
+func bearer(user string) map[string]string {
+	return map[string]string{"authorization": "Bearer " + testenv.Token(user)}
+}
+
+func (s *stack) delete(t *testing.T, threadID string, headers map[string]string) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.handler.Handle(ctx, event(t, threadID, headers))
+	if err != nil {
+		t.Fatalf("handler returned an error: %v", err)
+	}
+	return resp
+}
+
+// receive returns the teardown messages waiting in the queue.
+func (s *stack) receive(t *testing.T, wait int32) []sqs.Message {
+	t.Helper()
+	out, err := s.sqs.ReceiveMessage(context.Background(), &awssqs.ReceiveMessageInput{
+		QueueUrl: aws.String(s.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: wait,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []sqs.Message
+	for _, m := range out.Messages {
+		msg, err := sqs.Parse([]byte(*m.Body))
+		if err != nil {
+			t.Fatalf("queue holds an unparsable message: %v", err)
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs
+}
+
+// redisState reads the keys a delete may touch.
+func (s *stack) redisState(keys ...string) map[string]string {
+	out := map[string]string{}
+	for _, k := range keys {
+		v, err := s.rdb.Get(context.Background(), k).Result()
+		if err == goredis.Nil {
+			v = "<absent>"
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func expect(t *testing.T, resp events.APIGatewayV2HTTPResponse, status int, body map[string]string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status = %d, want %d (body %s)", resp.StatusCode, status, resp.Body)
+	}
+	if ct := resp.Headers["Content-Type"]; ct != "application/json" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(resp.Body), &got); err != nil {
+		t.Fatalf("body %q is not a JSON object of strings: %v", resp.Body, err)
+	}
+	if body == nil {
+		return
+	}
+	if len(got) != len(body) {
+		t.Fatalf("body = %v, want %v", got, body)
+	}
+	for k, v := range body {
+		if got[k] != v {
+			t.Fatalf("body = %v, want %v", got, body)
+		}
+	}
+}
