@@ -81,7 +81,8 @@ func StartLambda(tb testing.TB, bootstrap string, env []string) *Lambda {
 		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", p1),
 		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", p2),
 		bootstrap)
-	cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10"), env...)
+	// As deployed: LoggingConfig LogFormat JSON sets AWS_LAMBDA_LOG_FORMAT.
+	cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_LOG_FORMAT=JSON"), env...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
