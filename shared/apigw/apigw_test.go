@@ -68,9 +68,9 @@ func TestDeleteSucceedsAndKeepsRedisInStep(t *testing.T) {
 		t.Fatal("project survived its last thread")
 	}
 	want = map[string]string{
-		"thread_count:" + owner:  "4",
-		"project_count:" + owner: "1",
-		"project_meta:" + p:      "<absent>",
+		"thread_count:" + owner:   "4",
+		"project_count:" + owner:  "1",
+		"project_meta:" + p:       "<absent>",
 		"message_history:" + keep: "<absent>",
 	}
 	if got := s.redisState(slicesOf(want)...); !maps.Equal(got, want) {

@@ -1,0 +1,183 @@
+// Package cleanup completes the post-commit work that deleting a thread
+// leaves behind: tearing down the deleted project's sandbox and applying
+// cache repairs that failed inline. The work is recorded in the outbox inside
+// the delete transaction; a queue delivers it to the Worker at least once,
+// and the Sweeper puts work back on the queue when it stayed pending too long.
+//
+// The package knows nothing of AWS, PostgreSQL, Redis or HTTP: it talks to
+// them through the small ports below, which sibling packages implement
+// (postgres.OutboxStore, daytona.Client, sqs.Publisher, the Redis cache).
+package cleanup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kortix-ai/thread-delete/shared/threads"
+)
+
+// Kinds of outbox work, as stored in thread_delete.outbox.kind.
+const (
+	KindTeardown    = "sandbox_teardown"
+	KindCacheRepair = "cache_repair"
+)
+
+// Outbox row statuses.
+const (
+	StatusPending = "pending"
+	StatusDone    = "done"
+	StatusDead    = "dead"
+)
+
+// Entry is one outbox row.
+type Entry struct {
+	ID     string
+	Kind   string
+	Status string
+	// Payload is the row's JSON: a threads.Teardown (without job id) for a
+	// teardown, a threads.Invalidation for a cache repair.
+	Payload       json.RawMessage
+	Attempts      int
+	Sends         int
+	NextAttemptAt time.Time
+	LastError     string
+	CreatedAt     time.Time
+}
+
+// Teardown decodes the payload of a sandbox_teardown entry. The job id is
+// the row id, which the payload does not repeat.
+func (e Entry) Teardown() (threads.Teardown, error) {
+	var t threads.Teardown
+	if err := json.Unmarshal(e.Payload, &t); err != nil {
+		return t, fmt.Errorf("teardown payload: %w", err)
+	}
+	t.JobID = e.ID
+	if t.SandboxID == "" {
+		return t, errors.New("teardown payload: no sandbox_id")
+	}
+	return t, nil
+}
+
+// Invalidation decodes the payload of a cache_repair entry.
+func (e Entry) Invalidation() (threads.Invalidation, error) {
+	var inv threads.Invalidation
+	if err := json.Unmarshal(e.Payload, &inv); err != nil {
+		return inv, fmt.Errorf("cache repair payload: %w", err)
+	}
+	if inv.AccountID == "" && inv.ProjectID == "" && len(inv.ThreadIDs) == 0 {
+		return inv, errors.New("cache repair payload: names no account, project or thread")
+	}
+	return inv, nil
+}
+
+// Claim is how a Claim call found the row.
+type Claim int
+
+const (
+	// Claimed: the row was pending (or dead) and is now leased to the caller.
+	Claimed Claim = iota + 1
+	// AlreadyDone: the work was completed before; nothing to do.
+	AlreadyDone
+	// Busy: another consumer holds the row's lease right now.
+	Busy
+	// Missing: no such row.
+	Missing
+)
+
+func (c Claim) String() string {
+	switch c {
+	case Claimed:
+		return "claimed"
+	case AlreadyDone:
+		return "already_done"
+	case Busy:
+		return "busy"
+	case Missing:
+		return "missing"
+	}
+	return "unknown"
+}
+
+// Outbox is the durable record of post-commit work.
+type Outbox interface {
+	// Claim loads row id and, when it is not done and nobody else holds it,
+	// leases it to the caller until now+lease, so that a duplicate delivery
+	// processed at the same moment does not repeat the work. Rows marked
+	// dead are claimable: a message redriven by an operator gets one more go.
+	Claim(ctx context.Context, id string, lease time.Duration) (Entry, Claim, error)
+	// CompleteTeardown marks the sandbox's public.resources row deleted
+	// (by resource id, else by external id = sandbox id) and the outbox row
+	// done, in one transaction, and releases the lease.
+	CompleteTeardown(ctx context.Context, id string, t threads.Teardown) error
+	// Complete marks the row done and releases the lease.
+	Complete(ctx context.Context, id string) error
+	// Fail records a failed attempt (attempts+1, last_error) and releases the
+	// lease. With dead it also marks the row dead: retrying cannot help.
+	Fail(ctx context.Context, id, cause string, dead bool) error
+
+	// ClaimDue is the sweeper's claim: it picks up to limit pending rows,
+	// not leased, that are due (see Sweeper) and still below maxSends
+	// re-sends, and in the same statement counts the re-send (sends+1) and
+	// moves next_attempt_at to the time the backoff allows the next one.
+	// It returns the rows as they were before the update.
+	ClaimDue(ctx context.Context, p DuePolicy, limit int) ([]Entry, error)
+	// ResendFailed undoes ClaimDue for one row whose message could not be
+	// sent: sends and next_attempt_at go back to the values in e, and cause
+	// is recorded, so the next sweep tries again and the failure does not
+	// count towards the cap.
+	ResendFailed(ctx context.Context, e Entry, cause string) error
+	// Bury marks dead the due rows that have been re-sent maxSends times
+	// already, recording why, and returns how many.
+	Bury(ctx context.Context, p DuePolicy) (int, error)
+}
+
+// DuePolicy says when a pending row is due for a re-send; see Sweeper.
+type DuePolicy struct {
+	ResendAfter time.Duration
+	MaxBackoff  time.Duration
+	MaxSends    int
+}
+
+// Backoff is the wait after the sends-th re-send before the next one:
+// ResendAfter·2^sends, capped at MaxBackoff (but never below ResendAfter).
+func (p DuePolicy) Backoff(sends int) time.Duration {
+	limit := max(p.MaxBackoff, p.ResendAfter)
+	d := p.ResendAfter
+	for i := 0; i < sends && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// Destroyer deletes a sandbox at the sandbox provider. A nil error means the
+// sandbox is gone or going (a provider's "not found" is success too). An
+// error whose Retryable method reports false is permanent; any other error
+// is worth retrying later.
+type Destroyer interface {
+	DeleteSandbox(ctx context.Context, id string) error
+}
+
+// Resender puts an outbox row back on the queue.
+type Resender interface {
+	Resend(ctx context.Context, e Entry) error
+}
+
+// Job is one delivery of a queued message to the Worker.
+type Job struct {
+	// ID identifies the delivery; Handle reports failed deliveries by it
+	// (the SQS message id).
+	ID string
+	// OutboxID is the outbox row the message names (its job_id).
+	OutboxID string
+	// Kind is the kind the message claims; the row's own kind decides.
+	Kind string
+}
+
+// permanent reports whether err says that retrying cannot help.
+func permanent(err error) bool {
+	var r interface{ Retryable() bool }
+	return errors.As(err, &r) && !r.Retryable()
+}

@@ -1,0 +1,419 @@
+package cleanup_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kortix-ai/thread-delete/shared/cleanup"
+	"github.com/kortix-ai/thread-delete/shared/daytona"
+	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
+	"github.com/kortix-ai/thread-delete/shared/postgres"
+	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/shared/threads"
+)
+
+const apiKey = "test-daytona-key"
+
+// world is a fresh database, a Daytona stand-in and a Worker wired to both.
+type world struct {
+	testenv.Seeder
+	store   *postgres.OutboxStore
+	daytona *daytonatest.Server
+	cache   *fakeCache
+	worker  *cleanup.Worker
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	url := testenv.Database(t)
+	pool, err := postgres.NewPool(context.Background(), postgres.PoolOptions{URL: url, MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	w := &world{
+		Seeder:  testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)},
+		store:   &postgres.OutboxStore{Pool: pool},
+		daytona: daytonatest.New(t, apiKey),
+		cache:   &fakeCache{},
+	}
+	client := daytona.New(w.daytona.URL, apiKey, "")
+	client.Timeout = 300 * time.Millisecond
+	w.worker = &cleanup.Worker{Outbox: w.store, Destroyer: client, Cache: w.cache, Log: quiet()}
+	return w
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// sandbox seeds an account with an active sandbox resource known to the
+// Daytona stand-in, and the pending teardown outbox row a project delete
+// would have written. With legacy the payload names no resource_id (the
+// project only had projects.sandbox->>'id').
+func (w *world) sandbox(legacy bool) (jobID, sandboxID, resourceID string) {
+	w.TB.Helper()
+	acct := w.PersonalAccount()
+	sandboxID = "sb-" + testenv.NewUUID()[:8]
+	resourceID = w.Sandbox(acct, sandboxID)
+	w.daytona.AddSandbox(sandboxID)
+	td := threads.Teardown{ProjectID: testenv.NewUUID(), AccountID: acct, SandboxID: sandboxID, ThreadID: testenv.NewUUID(), RequestedAt: time.Now()}
+	if !legacy {
+		td.ResourceID = resourceID
+	}
+	return w.outboxRow(cleanup.KindTeardown, td), sandboxID, resourceID
+}
+
+func (w *world) outboxRow(kind string, payload any) string {
+	w.TB.Helper()
+	b, _ := json.Marshal(payload)
+	var id string
+	if err := w.Pool.QueryRow(context.Background(),
+		`INSERT INTO thread_delete.outbox (kind, payload) VALUES ($1, $2::jsonb) RETURNING id::text`, kind, string(b)).Scan(&id); err != nil {
+		w.TB.Fatal(err)
+	}
+	return id
+}
+
+type rowState struct {
+	Status    string
+	Attempts  int
+	LastError string
+	Leased    bool
+}
+
+func (w *world) row(id string) rowState {
+	w.TB.Helper()
+	var r rowState
+	if err := w.Pool.QueryRow(context.Background(), `
+		SELECT status, attempts, coalesce(last_error, ''), coalesce(locked_until > now(), false)
+		  FROM thread_delete.outbox WHERE id = $1`, id).Scan(&r.Status, &r.Attempts, &r.LastError, &r.Leased); err != nil {
+		w.TB.Fatal(err)
+	}
+	return r
+}
+
+func (w *world) resourceStatus(id string) string {
+	w.TB.Helper()
+	var s string
+	if err := w.Pool.QueryRow(context.Background(), `SELECT status FROM public.resources WHERE id = $1`, id).Scan(&s); err != nil {
+		w.TB.Fatal(err)
+	}
+	return s
+}
+
+func job(msgID, outboxID string) cleanup.Job {
+	return cleanup.Job{ID: msgID, OutboxID: outboxID, Kind: cleanup.KindTeardown}
+}
+
+// fakeCache records invalidations and fails while err is set.
+type fakeCache struct {
+	mu    sync.Mutex
+	calls []threads.Invalidation
+	err   error
+}
+
+func (c *fakeCache) Invalidate(_ context.Context, inv threads.Invalidation) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, inv)
+	return c.err
+}
+
+func TestTeardownDone(t *testing.T) {
+	t.Parallel()
+	for _, legacy := range []bool{false, true} {
+		name := "resource linked"
+		if legacy {
+			name = "legacy projects.sandbox id"
+		}
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			jobID, sandboxID, resourceID := w.sandbox(legacy)
+
+			if failed := w.worker.Handle(context.Background(), []cleanup.Job{job("m1", jobID)}); len(failed) != 0 {
+				t.Fatalf("failed %v", failed)
+			}
+			if w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 1 {
+				t.Fatalf("sandbox exists %v after %d calls", w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
+			}
+			if got := w.resourceStatus(resourceID); got != "deleted" {
+				t.Fatalf("resource %s", got)
+			}
+			if r := w.row(jobID); r.Status != "done" || r.Attempts != 1 || r.Leased {
+				t.Fatalf("outbox row %+v", r)
+			}
+		})
+	}
+}
+
+func TestTeardownOfUnknownSandboxIsDone(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	jobID, sandboxID, resourceID := w.sandbox(false)
+	// Daytona no longer knows the sandbox (deleted by hand, or by an
+	// earlier attempt whose completion was lost): 404.
+	if err := daytona.New(w.daytona.URL, apiKey, "").DeleteSandbox(context.Background(), sandboxID); err != nil {
+		t.Fatal(err)
+	}
+
+	if failed := w.worker.Handle(context.Background(), []cleanup.Job{job("m1", jobID)}); len(failed) != 0 {
+		t.Fatalf("404 reported failed: %v", failed)
+	}
+	if w.resourceStatus(resourceID) != "deleted" || w.row(jobID).Status != "done" || w.daytona.Calls(sandboxID) != 2 {
+		t.Fatalf("resource %s, row %+v, calls %d", w.resourceStatus(resourceID), w.row(jobID), w.daytona.Calls(sandboxID))
+	}
+}
+
+func TestTeardownRetriedUntilItSucceeds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		script  func(s *daytonatest.Server, id string)
+		wantErr string
+	}{
+		{"409 conflict", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 409) }, "HTTP 409"},
+		{"500", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 500) }, "HTTP 500"},
+		{"429", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 429) }, "HTTP 429"},
+		{"timeout", func(s *daytonatest.Server, id string) { s.HangNext(id, 1, 5*time.Second) }, "no answer within"},
+		{"403 (permanent until fixed)", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 403) }, "permanent: HTTP 403"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			jobID, sandboxID, resourceID := w.sandbox(false)
+			tc.script(w.daytona, sandboxID)
+			ctx := context.Background()
+
+			failed := w.worker.Handle(ctx, []cleanup.Job{job("m1", jobID)})
+			if !slices.Equal(failed, []string{"m1"}) {
+				t.Fatalf("first delivery: failed %v, want [m1]", failed)
+			}
+			r := w.row(jobID)
+			if r.Status != "pending" || r.Attempts != 1 || !strings.Contains(r.LastError, tc.wantErr) || r.Leased {
+				t.Fatalf("after the failure: %+v, want pending, 1 attempt, last_error with %q, no lease", r, tc.wantErr)
+			}
+			if strings.Contains(r.LastError, apiKey) {
+				t.Fatal("last_error leaks the API key")
+			}
+			if w.resourceStatus(resourceID) != "active" {
+				t.Fatal("resource marked deleted although Daytona failed")
+			}
+
+			// The queue delivers the message again.
+			if failed := w.worker.Handle(ctx, []cleanup.Job{job("m1", jobID)}); len(failed) != 0 {
+				t.Fatalf("second delivery failed: %v", failed)
+			}
+			if r := w.row(jobID); r.Status != "done" || r.Attempts != 2 {
+				t.Fatalf("after the retry: %+v", r)
+			}
+			if w.resourceStatus(resourceID) != "deleted" || w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 2 {
+				t.Fatalf("resource %s, sandbox exists %v, calls %d", w.resourceStatus(resourceID), w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
+			}
+		})
+	}
+}
+
+// A bad item never breaks the rest of the batch.
+func TestBatchWithBadItems(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	good1, sb1, _ := w.sandbox(false)
+	good2, sb2, _ := w.sandbox(true)
+	flaky, sbFlaky, _ := w.sandbox(false)
+	w.daytona.FailNext(sbFlaky, 1, 500)
+	corrupt := w.outboxRow(cleanup.KindTeardown, map[string]string{"project_id": "p"}) // no sandbox_id
+	done, sbDone, _ := w.sandbox(false)
+	w.Exec(`UPDATE thread_delete.outbox SET status = 'done' WHERE id = $1`, done)
+
+	jobs := []cleanup.Job{
+		job("good1", good1),
+		job("not-a-uuid", "42"),
+		job("unknown-row", testenv.NewUUID()),
+		job("corrupt", corrupt),
+		job("flaky", flaky),
+		job("done", done),
+		job("good2", good2),
+	}
+	failed := w.worker.Handle(context.Background(), jobs)
+	slices.Sort(failed)
+	if want := []string{"flaky", "not-a-uuid"}; !slices.Equal(failed, want) {
+		t.Fatalf("failed %v, want %v", failed, want)
+	}
+	for _, id := range []string{good1, good2} {
+		if r := w.row(id); r.Status != "done" {
+			t.Errorf("good row %s: %+v", id, r)
+		}
+	}
+	if w.daytona.Exists(sb1) || w.daytona.Exists(sb2) {
+		t.Error("good sandboxes not destroyed")
+	}
+	// A row that can never work is marked dead and acknowledged: retrying
+	// cannot help, and the row says why.
+	if r := w.row(corrupt); r.Status != "dead" || !strings.Contains(r.LastError, "sandbox_id") {
+		t.Errorf("corrupt row %+v", r)
+	}
+	if r := w.row(flaky); r.Status != "pending" || r.Attempts != 1 {
+		t.Errorf("flaky row %+v", r)
+	}
+	if w.daytona.Calls(sbDone) != 0 {
+		t.Error("a done row was torn down again")
+	}
+}
+
+func TestDuplicateDeliveryTearsDownOnce(t *testing.T) {
+	t.Parallel()
+	t.Run("same batch", func(t *testing.T) {
+		w := newWorld(t)
+		jobID, sandboxID, _ := w.sandbox(false)
+		w.daytona.HangNext(sandboxID, 1, 100*time.Millisecond) // keep the first one busy
+		failed := w.worker.Handle(context.Background(), []cleanup.Job{job("a", jobID), job("b", jobID)})
+		// One delivery did the work; the other found the row leased (and
+		// is retried later) or already done (and is acknowledged).
+		if len(failed) > 1 {
+			t.Fatalf("failed %v", failed)
+		}
+		if w.daytona.Calls(sandboxID) != 1 || w.row(jobID).Status != "done" {
+			t.Fatalf("%d Daytona calls, row %+v", w.daytona.Calls(sandboxID), w.row(jobID))
+		}
+		// The retried duplicate is acknowledged without another call.
+		if failed := w.worker.Handle(context.Background(), []cleanup.Job{job("b", jobID)}); len(failed) != 0 || w.daytona.Calls(sandboxID) != 1 {
+			t.Fatalf("redelivery: failed %v, %d calls", failed, w.daytona.Calls(sandboxID))
+		}
+	})
+	t.Run("concurrent invocations", func(t *testing.T) {
+		w := newWorld(t)
+		jobID, sandboxID, _ := w.sandbox(false)
+		w.daytona.HangNext(sandboxID, 1, 150*time.Millisecond)
+		const n = 5
+		var wg sync.WaitGroup
+		results := make([][]string, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Separate workers, as separate Lambda instances would be.
+				wk := *w.worker
+				results[i] = wk.Handle(context.Background(), []cleanup.Job{job("m", jobID)})
+			}()
+		}
+		wg.Wait()
+		if w.daytona.Calls(sandboxID) != 1 {
+			t.Fatalf("%d Daytona calls for one job", w.daytona.Calls(sandboxID))
+		}
+		if r := w.row(jobID); r.Status != "done" || r.Attempts != 1 {
+			t.Fatalf("row %+v", r)
+		}
+		acked := 0
+		for _, f := range results {
+			if len(f) == 0 {
+				acked++
+			}
+		}
+		if acked < 1 {
+			t.Fatal("no delivery was acknowledged")
+		}
+	})
+	t.Run("sequential redelivery", func(t *testing.T) {
+		w := newWorld(t)
+		jobID, sandboxID, _ := w.sandbox(false)
+		for range 3 {
+			if failed := w.worker.Handle(context.Background(), []cleanup.Job{job("m", jobID)}); len(failed) != 0 {
+				t.Fatalf("failed %v", failed)
+			}
+		}
+		if w.daytona.Calls(sandboxID) != 1 || w.row(jobID).Attempts != 1 {
+			t.Fatalf("%d calls, row %+v", w.daytona.Calls(sandboxID), w.row(jobID))
+		}
+	})
+}
+
+// A worker that died holding the lease delays the job only until the lease
+// runs out.
+func TestExpiredLeaseIsTakenOver(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	jobID, sandboxID, _ := w.sandbox(false)
+	w.Exec(`UPDATE thread_delete.outbox SET locked_until = now() + interval '1 hour' WHERE id = $1`, jobID)
+	if failed := w.worker.Handle(context.Background(), []cleanup.Job{job("m", jobID)}); len(failed) != 1 {
+		t.Fatalf("leased row: failed %v, want the job retried", failed)
+	}
+	if w.daytona.Calls(sandboxID) != 0 {
+		t.Fatal("called Daytona for a leased row")
+	}
+	w.Exec(`UPDATE thread_delete.outbox SET locked_until = now() - interval '1 second' WHERE id = $1`, jobID)
+	if failed := w.worker.Handle(context.Background(), []cleanup.Job{job("m", jobID)}); len(failed) != 0 || w.row(jobID).Status != "done" {
+		t.Fatalf("after expiry: failed %v, row %+v", failed, w.row(jobID))
+	}
+}
+
+func TestCacheRepair(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx := context.Background()
+	inv := threads.Invalidation{Key: testenv.NewUUID(), AccountID: testenv.NewUUID(), ProjectID: testenv.NewUUID(),
+		ThreadIDs: []string{testenv.NewUUID()}, ProjectDeleted: true}
+	id := w.outboxRow(cleanup.KindCacheRepair, inv)
+	repair := cleanup.Job{ID: "r", OutboxID: id, Kind: cleanup.KindCacheRepair}
+
+	w.cache.err = errors.New("redis: connection refused")
+	if failed := w.worker.Handle(ctx, []cleanup.Job{repair}); len(failed) != 1 {
+		t.Fatalf("failing cache: failed %v", failed)
+	}
+	if r := w.row(id); r.Status != "pending" || r.Attempts != 1 || !strings.Contains(r.LastError, "connection refused") {
+		t.Fatalf("after a failed repair: %+v", r)
+	}
+
+	w.cache.err = nil
+	if failed := w.worker.Handle(ctx, []cleanup.Job{repair}); len(failed) != 0 {
+		t.Fatalf("failed %v", failed)
+	}
+	if r := w.row(id); r.Status != "done" {
+		t.Fatalf("row %+v", r)
+	}
+	if len(w.cache.calls) != 2 {
+		t.Fatalf("%d invalidations, want 2", len(w.cache.calls))
+	}
+	got := w.cache.calls[1]
+	if got.Key != inv.Key || got.AccountID != inv.AccountID || got.ProjectID != inv.ProjectID || !got.ProjectDeleted || !slices.Equal(got.ThreadIDs, inv.ThreadIDs) {
+		t.Fatalf("applied %+v, want %+v", got, inv)
+	}
+	if w.daytona.TotalCalls() != 0 {
+		t.Fatal("a cache repair called Daytona")
+	}
+
+	// Without a cache configured the repair waits (fails, stays pending).
+	id2 := w.outboxRow(cleanup.KindCacheRepair, inv)
+	noCache := *w.worker
+	noCache.Cache = nil
+	if failed := noCache.Handle(ctx, []cleanup.Job{{ID: "r2", OutboxID: id2}}); len(failed) != 1 || w.row(id2).Status != "pending" {
+		t.Fatalf("no cache: failed %v, row %+v", failed, w.row(id2))
+	}
+}
+
+// The worker honours the invocation's deadline: a hung Daytona call is cut
+// short, and the failure is still recorded.
+func TestDeadlineStillRecordsTheFailure(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	jobID, sandboxID, _ := w.sandbox(false)
+	w.daytona.HangNext(sandboxID, 1, 5*time.Second)
+	slow := *w.worker
+	client := daytona.New(w.daytona.URL, apiKey, "")
+	client.Timeout = time.Minute
+	slow.Destroyer = client
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if failed := slow.Handle(ctx, []cleanup.Job{job("m", jobID)}); len(failed) != 1 {
+		t.Fatalf("failed %v", failed)
+	}
+	if r := w.row(jobID); r.Attempts != 1 || r.Leased || r.LastError == "" {
+		t.Fatalf("row %+v", r)
+	}
+}

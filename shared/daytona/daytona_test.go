@@ -1,0 +1,175 @@
+package daytona_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kortix-ai/thread-delete/shared/daytona"
+	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
+)
+
+const apiKey = "dtn_secret_key_0123456789"
+
+func TestDeleteSandbox(t *testing.T) {
+	tests := []struct {
+		name      string
+		setup     func(s *daytonatest.Server, id string)
+		key       string
+		wantErr   string // "": nil; "retryable"/"permanent": that kind
+		wantCode  int
+		wantGone  bool
+		wantCalls int
+	}{
+		{"known sandbox is destroyed", func(s *daytonatest.Server, id string) { s.AddSandbox(id) }, apiKey, "", 0, true, 1},
+		{"unknown sandbox is already gone", func(s *daytonatest.Server, id string) {}, apiKey, "", 0, true, 1},
+		{"409 while the sandbox is in transition", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 409) }, apiKey, "retryable", 409, false, 1},
+		{"429 rate limited", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 429) }, apiKey, "retryable", 429, false, 1},
+		{"500", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 500) }, apiKey, "retryable", 500, false, 1},
+		{"503", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 503) }, apiKey, "retryable", 503, false, 1},
+		{"timeout", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.HangNext(id, 1, 5*time.Second) }, apiKey, "retryable", 0, false, 1},
+		{"wrong API key", func(s *daytonatest.Server, id string) { s.AddSandbox(id) }, "wrong-key", "permanent", 401, false, 1},
+		{"403", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 403) }, apiKey, "permanent", 403, false, 1},
+		{"400", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 400) }, apiKey, "permanent", 400, false, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := daytonatest.New(t, apiKey)
+			id := "sb-" + strings.ReplaceAll(tc.name, " ", "-")
+			tc.setup(srv, id)
+			c := daytona.New(srv.URL, tc.key, "")
+			c.Timeout = 200 * time.Millisecond
+
+			err := c.DeleteSandbox(context.Background(), id)
+			switch tc.wantErr {
+			case "":
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+			case "retryable":
+				var re *daytona.RetryableError
+				if !errors.As(err, &re) || re.Status != tc.wantCode || !daytona.IsRetryable(err) {
+					t.Fatalf("error %#v, want retryable %d", err, tc.wantCode)
+				}
+				if !strings.Contains(err.Error(), "retryable") {
+					t.Fatalf("error %q does not say it is retryable", err)
+				}
+			case "permanent":
+				var pe *daytona.PermanentError
+				if !errors.As(err, &pe) || pe.Status != tc.wantCode || daytona.IsRetryable(err) {
+					t.Fatalf("error %#v, want permanent %d", err, tc.wantCode)
+				}
+			}
+			if err != nil {
+				if strings.Contains(err.Error(), apiKey) || strings.Contains(err.Error(), tc.key) {
+					t.Fatalf("error leaks the API key: %q", err)
+				}
+				if tc.wantCode != 0 && !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", tc.wantCode)) {
+					t.Fatalf("error %q lacks the status", err)
+				}
+			}
+			if gone := !srv.Exists(id); gone != tc.wantGone {
+				t.Fatalf("sandbox gone = %v, want %v", gone, tc.wantGone)
+			}
+			if n := srv.Calls(id); n != tc.wantCalls {
+				t.Fatalf("%d calls, want %d", n, tc.wantCalls)
+			}
+		})
+	}
+}
+
+func TestDeleteSandboxRequest(t *testing.T) {
+	srv := daytonatest.New(t, apiKey)
+	id := "odd id/with?chars"
+	srv.AddSandbox(id)
+	c := daytona.New(srv.URL+"/", apiKey, "org-42")
+	if err := c.DeleteSandbox(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Exists(id) || srv.Calls(id) != 1 {
+		t.Fatalf("path escaping: the server did not see sandbox %q", id)
+	}
+	h := srv.LastHeader()
+	if h.Get("Authorization") != "Bearer "+apiKey || h.Get("X-Daytona-Organization-ID") != "org-42" {
+		t.Fatalf("headers %v", h)
+	}
+	// Without an organization the header is not sent at all.
+	srv.AddSandbox("sb-2")
+	if err := daytona.New(srv.URL, apiKey, "").DeleteSandbox(context.Background(), "sb-2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := srv.LastHeader()["X-Daytona-Organization-Id"]; ok {
+		t.Fatal("empty organization header sent")
+	}
+	// A second delete of the same sandbox is a 404: done.
+	if err := c.DeleteSandbox(context.Background(), id); err != nil || srv.Calls(id) != 2 {
+		t.Fatalf("second delete: %v, %d calls", err, srv.Calls(id))
+	}
+}
+
+func TestDeleteSandboxScriptThenSucceed(t *testing.T) {
+	srv := daytonatest.New(t, apiKey)
+	srv.AddSandbox("sb")
+	srv.FailNext("sb", 2, 500)
+	c := daytona.New(srv.URL, apiKey, "")
+	for i, wantOK := range []bool{false, false, true} {
+		err := c.DeleteSandbox(context.Background(), "sb")
+		if (err == nil) != wantOK {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	if srv.Calls("sb") != 3 || srv.TotalCalls() != 3 || srv.Exists("sb") {
+		t.Fatalf("calls %d, exists %v", srv.Calls("sb"), srv.Exists("sb"))
+	}
+}
+
+func TestDeleteSandboxTransportFailures(t *testing.T) {
+	// Nothing listens: a retryable error without a status.
+	err := daytona.New("http://127.0.0.1:1", apiKey, "").DeleteSandbox(context.Background(), "sb")
+	var re *daytona.RetryableError
+	if !errors.As(err, &re) || re.Status != 0 {
+		t.Fatalf("connection refused: %#v", err)
+	}
+	// A redirect is not followed (it would turn the DELETE into a GET).
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	}))
+	defer redirect.Close()
+	err = daytona.New(redirect.URL, apiKey, "").DeleteSandbox(context.Background(), "sb")
+	var pe *daytona.PermanentError
+	if !errors.As(err, &pe) || pe.Status != http.StatusFound {
+		t.Fatalf("redirect: %#v", err)
+	}
+	// An error body that echoes the key does not leak it.
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"message":"bad token ` + r.Header.Get("Authorization") + `"}`)) //nolint:errcheck
+	}))
+	defer echo.Close()
+	err = daytona.New(echo.URL, apiKey, "").DeleteSandbox(context.Background(), "sb")
+	if err == nil || strings.Contains(err.Error(), apiKey) || !strings.Contains(err.Error(), "HTTP 400") {
+		t.Fatalf("echoed key: %v", err)
+	}
+	// An empty id is refused without a call.
+	if err := daytona.New(echo.URL, apiKey, "").DeleteSandbox(context.Background(), ""); daytona.IsRetryable(err) {
+		t.Fatalf("empty id: %v", err)
+	}
+}
+
+func TestDeleteSandboxHonoursCallerDeadline(t *testing.T) {
+	srv := daytonatest.New(t, apiKey)
+	srv.AddSandbox("sb")
+	srv.HangNext("sb", 1, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := daytona.New(srv.URL, apiKey, "").DeleteSandbox(ctx, "sb")
+	if !daytona.IsRetryable(err) || time.Since(start) > 2*time.Second {
+		t.Fatalf("%v after %s", err, time.Since(start))
+	}
+}

@@ -1,0 +1,260 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kortix-ai/thread-delete/shared/cleanup"
+	"github.com/kortix-ai/thread-delete/shared/threads"
+)
+
+// OutboxStore is the cleanup worker's and sweeper's view of
+// thread_delete.outbox (migration 0001, used as is), on a pgx pool. Every
+// method is one statement or one short transaction; times are the
+// database's now(), so the clocks of concurrent Lambda instances never
+// matter.
+//
+// The lease: Claim sets locked_until = now() + lease on a row in the same
+// statement that reads it, so of two deliveries of one job running at the
+// same moment exactly one calls Daytona; the other is told Busy. Complete,
+// CompleteTeardown and Fail clear it. A worker that dies mid-item leaves the
+// lease to expire; the queue's redelivery comes later than that.
+type OutboxStore struct {
+	Pool *pgxpool.Pool
+}
+
+var _ cleanup.Outbox = (*OutboxStore)(nil)
+
+// outboxRetry runs fn, and once more when it failed before anything reached
+// the server: the pool does not ping idle connections (see NewPool), so one
+// that died while the Lambda was frozen shows up as such an error.
+func outboxRetry(ctx context.Context, fn func() error) error {
+	err := fn()
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		err = fn()
+	}
+	return err
+}
+
+// outboxErrorLen bounds last_error: provider error bodies can be long.
+const outboxErrorLen = 2000
+
+func outboxCause(s string) string {
+	if len(s) > outboxErrorLen {
+		return s[:outboxErrorLen]
+	}
+	return s
+}
+
+const outboxColumns = `id::text, kind, status, payload, attempts, sends, next_attempt_at, coalesce(last_error, ''), created_at`
+
+// Claim leases row id for lease when it is not done and not leased by
+// someone else, and says how it found the row otherwise.
+func (s *OutboxStore) Claim(ctx context.Context, id string, lease time.Duration) (cleanup.Entry, cleanup.Claim, error) {
+	// The UPDATE claims; the UNION's second arm reports the row as it was
+	// when nothing could be claimed. A concurrent claimer blocks on the row
+	// lock, then re-checks the WHERE against the committed lease and finds
+	// the row busy.
+	var (
+		claimed bool
+		e       cleanup.Entry
+		payload []byte
+	)
+	err := outboxRetry(ctx, func() error {
+		return s.Pool.QueryRow(ctx, `
+			WITH claimed AS (
+				UPDATE thread_delete.outbox
+				   SET locked_until = now() + $2::interval, updated_at = now()
+				 WHERE id = $1
+				   AND status <> 'done'
+				   AND (locked_until IS NULL OR locked_until <= now())
+				RETURNING `+outboxColumns+`
+			)
+			SELECT true, * FROM claimed
+			UNION ALL
+			SELECT false, `+outboxColumns+` FROM thread_delete.outbox
+			 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+			id, lease).Scan(&claimed, &e.ID, &e.Kind, &e.Status, &payload, &e.Attempts, &e.Sends, &e.NextAttemptAt, &e.LastError, &e.CreatedAt)
+	})
+	e.Payload = payload
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return cleanup.Entry{}, cleanup.Missing, nil
+	case err != nil:
+		return cleanup.Entry{}, 0, fmt.Errorf("outbox: claim %s: %w", id, err)
+	case claimed:
+		return e, cleanup.Claimed, nil
+	case e.Status == cleanup.StatusDone:
+		return e, cleanup.AlreadyDone, nil
+	default:
+		return e, cleanup.Busy, nil
+	}
+}
+
+// CompleteTeardown marks the sandbox's resource row deleted and the outbox
+// row done in one transaction. The resource is found by t.ResourceID when
+// the project referenced one, else (legacy projects.sandbox->>'id') by
+// type 'sandbox' and external_id = t.SandboxID; there may be none.
+func (s *OutboxStore) CompleteTeardown(ctx context.Context, id string, t threads.Teardown) error {
+	var resourceID *string
+	if t.ResourceID != "" {
+		resourceID = &t.ResourceID
+	}
+	err := outboxRetry(ctx, func() error {
+		return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `
+				UPDATE public.resources
+				   SET status = 'deleted', updated_at = now()
+				 WHERE status <> 'deleted'
+				   AND CASE WHEN $1::uuid IS NOT NULL THEN id = $1::uuid
+				            ELSE type = 'sandbox' AND external_id = $2 END`,
+				resourceID, t.SandboxID); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `
+				UPDATE thread_delete.outbox
+				   SET status = 'done', done_at = now(), updated_at = now(),
+				       attempts = attempts + 1, locked_until = NULL
+				 WHERE id = $1 AND status <> 'done'`, id)
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: complete teardown %s: %w", id, err)
+	}
+	return nil
+}
+
+// Complete marks the row done and releases the lease.
+func (s *OutboxStore) Complete(ctx context.Context, id string) error {
+	err := outboxRetry(ctx, func() error {
+		_, err := s.Pool.Exec(ctx, `
+			UPDATE thread_delete.outbox
+			   SET status = 'done', done_at = now(), updated_at = now(),
+			       attempts = attempts + 1, locked_until = NULL
+			 WHERE id = $1 AND status <> 'done'`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: complete %s: %w", id, err)
+	}
+	return nil
+}
+
+// Fail records a failed attempt and releases the lease; with dead the row is
+// also marked dead. A row done meanwhile (by a delivery that took over an
+// expired lease) is left alone.
+func (s *OutboxStore) Fail(ctx context.Context, id, cause string, dead bool) error {
+	err := outboxRetry(ctx, func() error {
+		_, err := s.Pool.Exec(ctx, `
+			UPDATE thread_delete.outbox
+			   SET attempts = attempts + 1, last_error = $2, locked_until = NULL, updated_at = now(),
+			       status = CASE WHEN $3 THEN 'dead' ELSE status END
+			 WHERE id = $1 AND status <> 'done'`, id, outboxCause(cause), dead)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: record failure of %s: %w", id, err)
+	}
+	return nil
+}
+
+// outboxDue is the sweeper's due rule (see cleanup.Sweeper); $1 is
+// ResendAfter. A row never re-sent (sends = 0) still carries its insert
+// time, the moment delete-thread sent it, in next_attempt_at; after a
+// re-send next_attempt_at is the time the next one is due. The
+// `next_attempt_at <= now()` term lets the partial index
+// outbox_pending_due_idx bound the scan.
+const outboxDue = `
+	status = 'pending'
+	AND (locked_until IS NULL OR locked_until <= now())
+	AND next_attempt_at <= now()
+	AND (sends > 0 OR next_attempt_at <= now() - $1::interval)`
+
+// ClaimDue claims up to limit due rows below the send cap, counting the
+// re-send and moving next_attempt_at by the backoff in the same statement.
+// SKIP LOCKED keeps overlapping sweeps off each other's rows, and a row
+// committed by one sweep is no longer due for the other. The backoff is
+// computed here as in cleanup.DuePolicy.Backoff.
+func (s *OutboxStore) ClaimDue(ctx context.Context, p cleanup.DuePolicy, limit int) ([]cleanup.Entry, error) {
+	var entries []cleanup.Entry
+	err := outboxRetry(ctx, func() error {
+		rows, err := s.Pool.Query(ctx, `
+			WITH due AS (
+				SELECT id, sends, next_attempt_at FROM thread_delete.outbox
+				 WHERE `+outboxDue+` AND sends < $2
+				 ORDER BY next_attempt_at
+				 LIMIT $3
+				 FOR UPDATE SKIP LOCKED
+			)
+			UPDATE thread_delete.outbox o
+			   SET sends = o.sends + 1,
+			       next_attempt_at = now() + LEAST($1::interval * power(2, LEAST(o.sends + 1, 30)),
+			                                       GREATEST($4::interval, $1::interval)),
+			       updated_at = now()
+			  FROM due
+			 WHERE o.id = due.id
+			RETURNING o.id::text, o.kind, o.status, o.payload, o.attempts, due.sends, due.next_attempt_at,
+			          coalesce(o.last_error, ''), o.created_at`,
+			p.ResendAfter, p.MaxSends, limit, p.MaxBackoff)
+		if err != nil {
+			return err
+		}
+		entries, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (cleanup.Entry, error) {
+			var e cleanup.Entry
+			var payload []byte
+			err := r.Scan(&e.ID, &e.Kind, &e.Status, &payload, &e.Attempts, &e.Sends, &e.NextAttemptAt, &e.LastError, &e.CreatedAt)
+			e.Payload = payload
+			return e, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: claim due rows: %w", err)
+	}
+	return entries, nil
+}
+
+// ResendFailed restores sends and next_attempt_at from before the claim and
+// records the cause; the row stays pending and due. It does nothing when
+// the row moved on meanwhile (completed, or claimed again).
+func (s *OutboxStore) ResendFailed(ctx context.Context, e cleanup.Entry, cause string) error {
+	err := outboxRetry(ctx, func() error {
+		_, err := s.Pool.Exec(ctx, `
+			UPDATE thread_delete.outbox
+			   SET sends = $2, next_attempt_at = $3, last_error = $4, updated_at = now()
+			 WHERE id = $1 AND status = 'pending' AND sends = $2 + 1`,
+			e.ID, e.Sends, e.NextAttemptAt, outboxCause(cause))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: undo re-send of %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// Bury marks dead the due rows that were re-sent p.MaxSends times already,
+// keeping the last error in the message.
+func (s *OutboxStore) Bury(ctx context.Context, p cleanup.DuePolicy) (int, error) {
+	var n int64
+	err := outboxRetry(ctx, func() error {
+		tag, err := s.Pool.Exec(ctx, `
+			UPDATE thread_delete.outbox
+			   SET status = 'dead', updated_at = now(),
+			       last_error = format('gave up after %s re-sends; last error: %s', sends, coalesce(last_error, 'none'))
+			 WHERE `+outboxDue+` AND sends >= $2`,
+			p.ResendAfter, p.MaxSends)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox: bury exhausted rows: %w", err)
+	}
+	return int(n), nil
+}
