@@ -1,0 +1,181 @@
+// Package e2e runs both functions as built binaries under the Lambda
+// runtime interface emulator, joined by a real SQS emulator, as they run in
+// AWS: delete-thread sends the teardown, sandbox-cleanup consumes it and
+// calls Daytona (the stand-in, the only fake).
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
+	"github.com/kortix-ai/thread-delete/shared/testenv"
+)
+
+const daytonaKey = "e2e-daytona-key"
+
+type world struct {
+	seed     testenv.Seeder
+	sqs      *awssqs.Client
+	queueURL string
+	daytona  *daytonatest.Server
+	cleanup  *testenv.Lambda
+	dbURL    string
+	redisURL string
+	endpoint string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{dbURL: testenv.Database(t), endpoint: testenv.SQS(t)}
+	w.redisURL, _ = testenv.Redis(t)
+	w.seed = testenv.Seeder{TB: t, Pool: testenv.Pool(t, w.dbURL)}
+	w.queueURL, _ = testenv.Queue(t, w.endpoint, 30*time.Second, 5)
+	w.sqs = testenv.SQSClient(w.endpoint)
+	w.daytona = daytonatest.New(t, daytonaKey)
+	w.cleanup = testenv.StartLambda(t, testenv.Build(t, "sandbox-cleanup"), append(testenv.AWSEnv(w.endpoint),
+		"DATABASE_URL="+w.dbURL,
+		"REDIS_URL="+w.redisURL,
+		"DAYTONA_SERVER_URL="+w.daytona.URL,
+		"DAYTONA_API_KEY="+daytonaKey,
+		"SANDBOX_CLEANUP_QUEUE_URL="+w.queueURL,
+		"OUTBOX_RESEND_AFTER=1s",
+	))
+	return w
+}
+
+// deleteThread starts delete-thread under the emulator with queueURL (the
+// real one, or an unreachable one) and deletes thread as owner.
+func (w *world) deleteThread(t *testing.T, queueURL, thread, owner string) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	fn := testenv.StartLambda(t, testenv.Build(t, "delete-thread"), append(testenv.AWSEnv(w.endpoint),
+		"DATABASE_URL="+w.dbURL,
+		"REDIS_URL="+w.redisURL,
+		"SANDBOX_CLEANUP_QUEUE_URL="+queueURL,
+		"SUPABASE_JWT_SECRET="+testenv.JWTSecret,
+	))
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "events", "delete-thread.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := strings.ReplaceAll(string(raw), "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10", thread)
+	payload = strings.ReplaceAll(payload, "REPLACE_WITH_TOKEN", testenv.Token(owner))
+	var resp events.APIGatewayV2HTTPResponse
+	if err := json.Unmarshal(fn.Invoke(t, []byte(payload)), &resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// drain receives what the queue holds and hands it to sandbox-cleanup as
+// the Lambda SQS integration would, deleting the messages it acknowledged.
+// It returns the number of messages delivered.
+func (w *world) drain(t *testing.T, wait int32) int {
+	t.Helper()
+	ctx := context.Background()
+	out, err := w.sqs.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+		QueueUrl: aws.String(w.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: wait,
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{"All"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) == 0 {
+		return 0
+	}
+	ev := events.SQSEvent{}
+	for _, m := range out.Messages {
+		ev.Records = append(ev.Records, events.SQSMessage{
+			MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			Body: aws.ToString(m.Body), EventSource: "aws:sqs", AWSRegion: "us-east-1",
+			Attributes: m.Attributes,
+		})
+	}
+	body, _ := json.Marshal(ev)
+	var resp events.SQSEventResponse
+	if err := json.Unmarshal(w.cleanup.Invoke(t, body), &resp); err != nil {
+		t.Fatalf("sandbox-cleanup answered badly: %v\n%s", err, w.cleanup.Logs())
+	}
+	failed := map[string]bool{}
+	for _, f := range resp.BatchItemFailures {
+		failed[f.ItemIdentifier] = true
+	}
+	for _, m := range out.Messages {
+		if !failed[aws.ToString(m.MessageId)] {
+			w.sqs.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: aws.String(w.queueURL), ReceiptHandle: m.ReceiptHandle})
+		}
+	}
+	return len(out.Messages)
+}
+
+func (w *world) lastThreadWithSandbox(sandbox string) (owner, thread, resource string) {
+	owner = w.seed.PersonalAccount()
+	resource = w.seed.Sandbox(owner, sandbox)
+	thread = w.seed.Thread(owner, w.seed.Project(owner, resource, ""), "")
+	w.seed.Content(thread, 5, 1, 1)
+	w.daytona.AddSandbox(sandbox)
+	return owner, thread, resource
+}
+
+func TestDeleteToTeardownThroughTheQueue(t *testing.T) {
+	w := newWorld(t)
+	owner, thread, resource := w.lastThreadWithSandbox("sb-e2e-1")
+
+	if resp := w.deleteThread(t, w.queueURL, thread, owner); resp.StatusCode != 200 {
+		t.Fatalf("delete: %+v", resp)
+	}
+	if n := w.drain(t, 5); n != 1 {
+		t.Fatalf("%d messages in the queue after the delete, want 1", n)
+	}
+	if calls := w.daytona.Calls("sb-e2e-1"); calls != 1 || w.daytona.Exists("sb-e2e-1") {
+		t.Fatalf("Daytona saw %d DELETEs (exists %v), want exactly 1", calls, w.daytona.Exists("sb-e2e-1"))
+	}
+	if w.seed.Count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, resource) != 1 {
+		t.Fatal("resource not marked deleted")
+	}
+	if w.seed.Count(`SELECT count(*) FROM thread_delete.outbox WHERE status <> 'done'`) != 0 {
+		t.Fatal("outbox work left pending")
+	}
+	if n := w.drain(t, 1); n != 0 || w.daytona.TotalCalls() != 1 {
+		t.Fatalf("queue not empty (%d) or extra Daytona calls (%d)", n, w.daytona.TotalCalls())
+	}
+}
+
+func TestQueueDownThenSweeperDelivers(t *testing.T) {
+	w := newWorld(t)
+	owner, thread, resource := w.lastThreadWithSandbox("sb-e2e-2")
+
+	// SQS unreachable during the delete: still a 200, the teardown waits in
+	// the outbox.
+	if resp := w.deleteThread(t, "http://127.0.0.1:1/000000000000/unreachable", thread, owner); resp.StatusCode != 200 {
+		t.Fatalf("delete: %+v", resp)
+	}
+	if n := w.drain(t, 1); n != 0 {
+		t.Fatalf("%d messages, want none yet", n)
+	}
+	// The schedule fires after OUTBOX_RESEND_AFTER (1s here).
+	time.Sleep(1500 * time.Millisecond)
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "events", "scheduled-sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := w.cleanup.Invoke(t, raw); !strings.Contains(string(out), `"resent":1`) {
+		t.Fatalf("sweep: %s\n%s", out, w.cleanup.Logs())
+	}
+	if n := w.drain(t, 5); n != 1 {
+		t.Fatalf("%d messages after the sweep, want 1", n)
+	}
+	if w.daytona.Calls("sb-e2e-2") != 1 || w.seed.Count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, resource) != 1 {
+		t.Fatal("teardown not completed after the sweep")
+	}
+}
