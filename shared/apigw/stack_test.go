@@ -45,18 +45,13 @@ type stackOptions struct {
 
 func newStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	ctx := context.Background()
 	dbURL := testenv.Database(t)
 	redisURL, rdb := testenv.Redis(t)
 	ep := testenv.SQS(t)
 	queueURL, _ := testenv.Queue(t, ep, 30*time.Second, 0)
 
 	pgProxy := testenv.StartProxy(t, testenv.PostgresAddr())
-	pool, err := postgres.NewPool(ctx, postgres.PoolOptions{URL: testenv.ViaAddr(dbURL, pgProxy.Addr), MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.ServicePool(t, testenv.ViaAddr(dbURL, pgProxy.Addr), 2)
 	rdProxy := testenv.StartProxy(t, "127.0.0.1:6379")
 	client, err := redis.NewClient(redis.Options{URL: "redis://" + rdProxy.Addr + redisURL[strings.LastIndex(redisURL, "/"):], Timeout: 300 * time.Millisecond})
 	if err != nil {

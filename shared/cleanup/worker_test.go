@@ -33,11 +33,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	url := testenv.Database(t)
-	pool, err := postgres.NewPool(context.Background(), postgres.PoolOptions{URL: url, MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.ServicePool(t, url, 8)
 	w := &world{
 		Seeder:  testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)},
 		store:   &postgres.OutboxStore{Pool: pool},

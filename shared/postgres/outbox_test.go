@@ -23,11 +23,7 @@ type outboxWorld struct {
 func newOutboxWorld(t *testing.T) *outboxWorld {
 	t.Helper()
 	url := testenv.Database(t)
-	pool, err := postgres.NewPool(context.Background(), postgres.PoolOptions{URL: url, MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.ServicePool(t, url, 8)
 	return &outboxWorld{Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)}, store: &postgres.OutboxStore{Pool: pool}}
 }
 

@@ -23,11 +23,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	url := testenv.Database(t)
 	proxy := testenv.StartProxy(t, testenv.PostgresAddr())
-	pool, err := postgres.NewPool(context.Background(), postgres.PoolOptions{URL: testenv.ViaAddr(url, proxy.Addr), MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.ServicePool(t, testenv.ViaAddr(url, proxy.Addr), 1)
 	return &world{
 		Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)},
 		store:  &postgres.Store{Pool: pool},

@@ -131,32 +131,34 @@ type Options struct {
 }
 
 // NewClient builds a client without connecting (connections are made on
-// first use, so Lambda init never waits on Redis).
+// first use, so Lambda init never waits on Redis). The URL is parsed the
+// same way in both modes (user, password, TLS for rediss://); cluster mode
+// treats its host as the configuration endpoint.
 func NewClient(o Options) (goredis.UniversalClient, error) {
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = 500 * time.Millisecond
 	}
-	if o.Cluster {
-		opt, err := goredis.ParseClusterURL(o.URL)
-		if err != nil {
-			return nil, err
-		}
-		opt.DisableIdentity = true
-		opt.ContextTimeoutEnabled = true
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-		opt.MaxRetries = 1
-		opt.PoolSize = 4
-		return goredis.NewClusterClient(opt), nil
-	}
 	opt, err := goredis.ParseURL(o.URL)
 	if err != nil {
 		return nil, err
 	}
-	opt.DisableIdentity = true
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-	opt.MaxRetries = 1
-	opt.PoolSize = 4
-	return goredis.NewClient(opt), nil
+	if o.Cluster && opt.DB != 0 {
+		return nil, fmt.Errorf("redis: cluster mode has only database 0, the URL names %d", opt.DB)
+	}
+	return goredis.NewUniversalClient(&goredis.UniversalOptions{
+		Addrs:                 []string{opt.Addr},
+		IsClusterMode:         o.Cluster,
+		Username:              opt.Username,
+		Password:              opt.Password,
+		DB:                    opt.DB,
+		TLSConfig:             opt.TLSConfig,
+		DisableIdentity:       true,
+		ContextTimeoutEnabled: true,
+		DialTimeout:           timeout,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		MaxRetries:            1,
+		PoolSize:              4,
+	}), nil
 }

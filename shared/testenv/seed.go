@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kortix-ai/thread-delete/shared/postgres"
 )
 
 // NewUUID returns a random (version 4) UUID in canonical form.
@@ -185,4 +187,17 @@ func alnum32() string {
 		b[i] = letters[int(b[i])%len(letters)]
 	}
 	return string(b[:])
+}
+
+// ServicePool opens a pool on url with the service's own settings
+// (postgres.NewPool: exec mode, no ping on acquire), closed when the test
+// ends. Use it for the code under test; Pool is for seeding and assertions.
+func ServicePool(tb testing.TB, url string, maxConns int32) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := postgres.NewPool(context.Background(), postgres.PoolOptions{URL: url, MaxConns: maxConns})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }

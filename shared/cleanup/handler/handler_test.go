@@ -42,11 +42,7 @@ type world struct {
 func newWorld(t *testing.T, visibility time.Duration, maxReceive int) *world {
 	t.Helper()
 	url := testenv.Database(t)
-	pool, err := postgres.NewPool(context.Background(), postgres.PoolOptions{URL: url, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.ServicePool(t, url, 4)
 	ep := testenv.SQS(t)
 	w := &world{Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)}, daytona: daytonatest.New(t, apiKey), client: testenv.SQSClient(ep)}
 	w.queueURL, w.dlqURL = testenv.Queue(t, ep, visibility, maxReceive)
