@@ -64,14 +64,8 @@ func (w *world) deleteThread(t *testing.T, queueURL, thread, owner string) event
 		"SANDBOX_CLEANUP_QUEUE_URL="+queueURL,
 		"SUPABASE_JWT_SECRET="+testenv.JWTSecret,
 	))
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "events", "delete-thread.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := strings.ReplaceAll(string(raw), "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10", thread)
-	payload = strings.ReplaceAll(payload, "REPLACE_WITH_TOKEN", testenv.Token(owner))
 	var resp events.APIGatewayV2HTTPResponse
-	if err := json.Unmarshal(fn.Invoke(t, []byte(payload)), &resp); err != nil {
+	if err := json.Unmarshal(fn.Invoke(t, testenv.DeleteEvent(t, thread, testenv.Token(owner))), &resp); err != nil {
 		t.Fatal(err)
 	}
 	return resp

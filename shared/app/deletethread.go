@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kortix-ai/thread-delete/shared/apigw"
 	"github.com/kortix-ai/thread-delete/shared/auth"
@@ -33,35 +34,53 @@ func DeleteThread(ctx context.Context, cfg config.DeleteThread, log *slog.Logger
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)
 	}
-	pool, err := postgres.Open(ctx, cfg.DB, poolSize())
+	c, err := connect(ctx, cfg.DB, cfg.Redis, cfg.QueueURL, 1)
 	if err != nil {
-		return nil, nil, err
-	}
-	rdb, err := redis.NewClient(redis.Options{URL: cfg.Redis.URL, Cluster: cfg.Redis.Cluster})
-	if err != nil {
-		pool.Close()
-		return nil, nil, fmt.Errorf("config: REDIS_URL: %w", err)
-	}
-	queue, err := sqs.NewFromEnv(ctx, cfg.QueueURL)
-	if err != nil {
-		pool.Close()
-		rdb.Close()
 		return nil, nil, err
 	}
 	h := &apigw.Handler{
 		Auth: authenticator,
 		Deleter: &threads.Deleter{
-			Store: &postgres.Store{Pool: pool},
-			Cache: &redis.Cache{Client: rdb, Cluster: cfg.Redis.Cluster},
-			Queue: queue,
+			Store: &postgres.Store{Pool: c.pool},
+			Cache: c.cache,
+			Queue: c.queue,
 			Log:   log,
 		},
 		Log: log,
 	}
-	return h, func() { pool.Close(); rdb.Close() }, nil
+	return h, c.close, nil
 }
 
-// poolSize is one connection per invoke the environment may run at once.
-func poolSize() int32 {
-	return int32(max(lambdacontext.MaxConcurrency(), 1))
+// clients are the connections a function holds for its lifetime.
+type clients struct {
+	pool  *pgxpool.Pool
+	cache *redis.Cache
+	queue *sqs.Publisher
+}
+
+func (c *clients) close() {
+	c.pool.Close()
+	c.cache.Client.Close()
+}
+
+// connect builds the PostgreSQL pool (connsPerInvoke connections for each
+// invoke the environment may run at once), the Redis cache and the queue
+// publisher. None of them connects before first use.
+func connect(ctx context.Context, db config.DB, rc config.Redis, queueURL string, connsPerInvoke int) (*clients, error) {
+	pool, err := postgres.Open(ctx, db, int32(connsPerInvoke*max(lambdacontext.MaxConcurrency(), 1)))
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := redis.NewClient(redis.Options{URL: rc.URL, Cluster: rc.Cluster})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("config: REDIS_URL: %w", err)
+	}
+	queue, err := sqs.NewFromEnv(ctx, queueURL)
+	if err != nil {
+		pool.Close()
+		rdb.Close()
+		return nil, err
+	}
+	return &clients{pool: pool, cache: &redis.Cache{Client: rdb, Cluster: rc.Cluster}, queue: queue}, nil
 }

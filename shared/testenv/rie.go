@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,4 +133,23 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.Buffer.Write(p)
+}
+
+// SampleThreadID and SampleToken are the placeholders in
+// events/delete-thread.json.
+const (
+	SampleThreadID = "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10"
+	SampleToken    = "REPLACE_WITH_TOKEN"
+)
+
+// DeleteEvent returns events/delete-thread.json asking to delete threadID
+// with the bearer token.
+func DeleteEvent(tb testing.TB, threadID, token string) []byte {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join(RepoRoot(tb), "events", "delete-thread.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(raw), SampleThreadID, threadID)
+	return []byte(strings.ReplaceAll(s, SampleToken, token))
 }
