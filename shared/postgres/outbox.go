@@ -117,11 +117,7 @@ func (s *OutboxStore) CompleteTeardown(ctx context.Context, id string, t threads
 				resourceID, t.SandboxID); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `
-				UPDATE thread_delete.outbox
-				   SET status = 'done', done_at = now(), updated_at = now(),
-				       attempts = attempts + 1, locked_until = NULL
-				 WHERE id = $1 AND status <> 'done'`, id)
+			_, err := tx.Exec(ctx, markDoneSQL, id)
 			return err
 		})
 	})
@@ -131,14 +127,18 @@ func (s *OutboxStore) CompleteTeardown(ctx context.Context, id string, t threads
 	return nil
 }
 
+// markDoneSQL completes an outbox row (counting the attempt that did it)
+// and releases its lease.
+const markDoneSQL = `
+	UPDATE thread_delete.outbox
+	   SET status = 'done', done_at = now(), updated_at = now(),
+	       attempts = attempts + 1, locked_until = NULL
+	 WHERE id = $1 AND status <> 'done'`
+
 // Complete marks the row done and releases the lease.
 func (s *OutboxStore) Complete(ctx context.Context, id string) error {
 	err := outboxRetry(ctx, func() error {
-		_, err := s.Pool.Exec(ctx, `
-			UPDATE thread_delete.outbox
-			   SET status = 'done', done_at = now(), updated_at = now(),
-			       attempts = attempts + 1, locked_until = NULL
-			 WHERE id = $1 AND status <> 'done'`, id)
+		_, err := s.Pool.Exec(ctx, markDoneSQL, id)
 		return err
 	})
 	if err != nil {

@@ -13,12 +13,15 @@ import (
 )
 
 // Key names used by Kortix; the service must keep them exactly.
-func threadCountKey(account string) string    { return "thread_count:" + account }
-func projectCountKey(account string) string   { return "project_count:" + account }
-func accountStateKey(account string) string   { return "cache:account_state:" + account }
-func projectMetaKey(project string) string    { return "project_meta:" + project }
-func messageHistoryKey(thread string) string  { return "message_history:" + thread }
-func appliedMarkerKey(deletion string) string { return "thread_delete:invalidated:" + deletion }
+func threadCountKey(account string) string   { return "thread_count:" + account }
+func projectCountKey(account string) string  { return "project_count:" + account }
+func accountStateKey(account string) string  { return "cache:account_state:" + account }
+func projectMetaKey(project string) string   { return "project_meta:" + project }
+func messageHistoryKey(thread string) string { return "message_history:" + thread }
+
+// MarkerKey is where a standalone server remembers (for MarkerTTL) that
+// the invalidation of a deletion was applied.
+func MarkerKey(deletion string) string { return "thread_delete:invalidated:" + deletion }
 
 // MarkerTTL is how long a standalone server remembers that an invalidation
 // was applied, so that a repair retried within that time does nothing.
@@ -92,7 +95,7 @@ func (c *Cache) Invalidate(ctx context.Context, inv threads.Invalidation) error 
 	}
 
 	if !c.Cluster {
-		keys := append([]string{appliedMarkerKey(inv.Key), threadCountKey(inv.AccountID), projectCountKey(inv.AccountID)}, drop...)
+		keys := append([]string{MarkerKey(inv.Key), threadCountKey(inv.AccountID), projectCountKey(inv.AccountID)}, drop...)
 		// EVAL, not EVALSHA: a cold server would answer NOSCRIPT and cost a
 		// second round trip; the script is a few hundred bytes.
 		err := c.Client.Eval(ctx, invalidateLua, keys,

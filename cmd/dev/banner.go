@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+)
+
+// tryStep is one ready-to-paste request of the banner.
+type tryStep struct {
+	what   string
+	thread string
+	auth   string // a header, complete
+}
+
+// trySteps are the banner's requests, in an order that tells the story:
+// ordinary deletes, the refusals, then the project's last thread, whose
+// delete makes the worker tear the sandbox down.
+func trySteps() ([]tryStep, error) {
+	tok := map[string]string{}
+	for name, id := range devenv.Users {
+		t, err := devenv.Token(devenv.JWTSecret, id, devenv.TokenTTL)
+		if err != nil {
+			return nil, err
+		}
+		tok[name] = "Authorization: Bearer " + t
+	}
+	return []tryStep{
+		{"the owner deletes a thread → 200", devenv.ThreadID, tok["owner"]},
+		{"the demo account's API key deletes another → 200", devenv.SecondThreadID, "X-API-Key: " + devenv.APIKey},
+		{"the owner tries the Other Team's thread → 403", devenv.OtherThreadID, tok["owner"]},
+		{"a user of no account tries the demo thread → 403", devenv.LastThreadID, tok["stranger"]},
+		{"not a UUID → 400", "not-a-uuid", tok["owner"]},
+		{"no credentials → 401", devenv.LastThreadID, ""},
+		{"a member deletes the project's last thread (and its sub-agent thread) → 200;\n#    the project goes too, and the worker tears sandbox " + devenv.SandboxID + " down (see the DEV DAYTONA STAND-IN log line)", devenv.LastThreadID, tok["member"]},
+		{"already deleted → 404", devenv.ThreadID, tok["owner"]},
+	}, nil
+}
+
+// curlLine renders one request.
+func curlLine(apiURL string, s tryStep) string {
+	line := "curl -i -X DELETE " + apiURL + "/threads/" + s.thread
+	if s.auth != "" {
+		line += ` -H "` + s.auth + `"`
+	}
+	return line
+}
+
+// printBanner says where everything runs and how to try it.
+func printBanner(w io.Writer, st *Stack) error {
+	steps, err := trySteps()
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	sqsWhere := st.SQSEndpoint + " (existing emulator)"
+	if st.Fauxqs != nil {
+		sqsWhere = fmt.Sprintf("%s (fauxqs, pid %d)", st.SQSEndpoint, st.Fauxqs.PID())
+	}
+	p("")
+	p("==================== thread-delete dev stack — LOCAL DEVELOPMENT ONLY ====================")
+	p("API         %s   DELETE /threads/{thread_id} → API Gateway v2 event → delete-thread handler", st.APIURL)
+	p("PostgreSQL  %s   (Kortix fixture + migrations, demo data reseeded)", devenv.Redact(st.DatabaseURL))
+	p("Redis       %s", devenv.Redact(st.RedisURL))
+	p("SQS         %s", sqsWhere)
+	p("            queue %s", st.Queues.URL)
+	p("            DLQ   %s (after 5 receives)", st.Queues.DLQURL)
+	p("Worker      sandbox-cleanup handler long-polling the queue; outbox sweep every 30s")
+	p("Daytona     %s   DEV-ONLY STAND-IN: logs the teardowns it receives, destroys nothing", st.Daytona.URL)
+	p("")
+	p("Demo data: account \"Demo Team\" (owner %s, member %s, an API key),", devenv.OwnerUserID, devenv.MemberUserID)
+	p("  project \"Demo project\" with sandbox %s and 3 threads (one with a sub-agent thread),", devenv.SandboxID)
+	p("  project \"Notes\" with 1 thread; account \"Other Team\" with 1 thread.")
+	p("  %d threads, %d messages, %d agent runs. Every start reseeds them.", st.Seed.Threads, st.Seed.Messages, st.Seed.Runs)
+	p("")
+	p("Try it (the tokens are valid for %d hours; run the lines in this order):", int(devenv.TokenTTL.Hours()))
+	p("")
+	for i, s := range steps {
+		p("# %d. %s", i+1, s.what)
+		p("%s", curlLine(st.APIURL, s))
+		p("")
+	}
+	threads, projects := demoCounts(devenv.DemoAccountID)
+	p("# Redis counters of the demo account (%d threads, %d projects at start):", threads, projects)
+	p("redis-cli -u %s mget thread_count:%s project_count:%s", devenv.Redact(st.RedisURL), devenv.DemoAccountID, devenv.DemoAccountID)
+	p("")
+	p("Ctrl-C stops everything this started.")
+	p("==========================================================================================")
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// demoCounts is what the seed sets thread_count and project_count to.
+func demoCounts(account string) (threads, projects int) {
+	seen := map[string]bool{}
+	for _, t := range demoThreads {
+		if t.account == account {
+			threads++
+			if !seen[t.project] {
+				seen[t.project] = true
+				projects++
+			}
+		}
+	}
+	return threads, projects
+}

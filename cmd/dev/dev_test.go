@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/shared/testenv"
+)
+
+// syncBuffer collects the stack's logs for the failure message.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startStack runs the dev stack in-process on free ports, with a database
+// and Redis database of its own, and stops it when the test ends.
+func startStack(t *testing.T) (st *Stack, banner string, logs *syncBuffer, rdb *goredis.Client, stop func() error) {
+	t.Helper()
+	dbName := fmt.Sprintf("thread_delete_devtest_%d", time.Now().UnixNano()%1e9)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := DropDatabase(ctx, devenv.AdminURL(), dbName); err != nil {
+			t.Logf("drop %s: %v", dbName, err)
+		}
+	})
+	redisURL, rdb := testenv.Redis(t)
+	logs = &syncBuffer{}
+	out := &syncBuffer{}
+	ready := make(chan *Stack, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, Options{
+			Root:       testenv.RepoRoot(t),
+			Database:   dbName,
+			RedisURL:   redisURL,
+			Addr:       "127.0.0.1:0",
+			SQSPort:    testenv.FreePort(t),
+			QueueName:  fmt.Sprintf("dev-test-%d", time.Now().UnixNano()%1e9),
+			PollWait:   time.Second,
+			Out:        out,
+			Log:        newLogger(logs),
+			Ready:      func(s *Stack) { ready <- s },
+			SweepEvery: time.Minute,
+		})
+	}()
+	var stopped bool
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(20 * time.Second):
+			return fmt.Errorf("run did not return within 20s of the cancel")
+		}
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("stack logs:\n%s", logs.String())
+		}
+	})
+	select {
+	case st = <-ready:
+	case err := <-done:
+		stopped = true
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the stack did not come up within 60s\n%s", logs.String())
+	}
+	return st, out.String(), logs, rdb, stop
+}
+
+// curlRE matches the banner's request lines.
+var curlRE = regexp.MustCompile(`^curl -i -X DELETE (\S+)(?: -H "([^:]+): ([^"]+)")?$`)
+
+// bannerRequests returns the banner's curl lines as requests, in order.
+func bannerRequests(t *testing.T, banner string) []*http.Request {
+	t.Helper()
+	var reqs []*http.Request
+	sc := bufio.NewScanner(strings.NewReader(banner))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "curl ") {
+			continue
+		}
+		m := curlRE.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("banner line not in the expected form: %s", line)
+		}
+		req, err := http.NewRequest(http.MethodDelete, m[1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[2] != "" {
+			req.Header.Set(m[2], m[3])
+		}
+		reqs = append(reqs, req)
+	}
+	return reqs
+}
+
+func TestDevStackEndToEnd(t *testing.T) {
+	st, banner, logs, rdb, stop := startStack(t)
+
+	// The banner's requests, as printed, tell the whole story.
+	reqs := bannerRequests(t, banner)
+	want := []int{200, 200, 403, 403, 400, 401, 200, 404}
+	if len(reqs) != len(want) {
+		t.Fatalf("banner has %d curl lines, want %d:\n%s", len(reqs), len(want), banner)
+	}
+	for i, req := range reqs {
+		if !strings.HasPrefix(req.URL.String(), st.APIURL+"/threads/") {
+			t.Fatalf("curl line %d targets %s, not the API at %s", i+1, req.URL, st.APIURL)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want[i] {
+			t.Fatalf("curl line %d (%s): status %d %s, want %d", i+1, req.URL.Path, resp.StatusCode, body, want[i])
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("curl line %d: Content-Type %q", i+1, ct)
+		}
+		if want[i] == 200 {
+			var got map[string]string
+			if err := json.Unmarshal(body, &got); err != nil || got["message"] != "Thread deleted successfully" || got["thread_id"] != strings.TrimPrefix(req.URL.Path, "/threads/") {
+				t.Fatalf("curl line %d: body %s", i+1, body)
+			}
+		}
+	}
+
+	// The deleted threads and the emptied project are gone; the rest stays.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, st.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	count := func(sql string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	gone := []string{devenv.ThreadID, devenv.SecondThreadID, devenv.LastThreadID, devenv.SubAgentThreadID}
+	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = ANY($1::uuid[])`, gone); n != 0 {
+		t.Errorf("%d deleted threads still there", n)
+	}
+	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = ANY($1::uuid[])`, []string{devenv.NotesThreadID, devenv.OtherThreadID}); n != 2 {
+		t.Errorf("untouched threads: %d of 2 left", n)
+	}
+	if n := count(`SELECT count(*) FROM public.projects WHERE project_id = $1`, devenv.SandboxProjectID); n != 0 {
+		t.Error("the emptied project is still there")
+	}
+
+	// The worker took the teardown from the queue to the Daytona stand-in.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if td := st.Daytona.Teardowns(); len(td) == 1 && td[0] == devenv.SandboxID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Daytona stand-in got teardowns %v, want [%s]", st.Daytona.Teardowns(), devenv.SandboxID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for time.Now().Before(deadline) && count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, devenv.SandboxResourceID) == 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := count(`SELECT count(*) FROM thread_delete.outbox WHERE status = 'done' AND payload->>'sandbox_id' = $1`, devenv.SandboxID); n != 1 {
+		t.Errorf("%d done teardown rows, want 1", n)
+	}
+	if !strings.Contains(logs.String(), "DEV DAYTONA STAND-IN: DELETE /sandbox/"+devenv.SandboxID) {
+		t.Error("the stand-in did not log the teardown")
+	}
+
+	// Ctrl-C: everything stops, the emulator included.
+	fauxqsPID := st.Fauxqs.PID()
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	if err := syscall.Kill(fauxqsPID, 0); err != syscall.ESRCH {
+		t.Errorf("fauxqs (pid %d) still running after the stop: %v", fauxqsPID, err)
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(st.APIURL, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Error("the API still accepts connections after the stop")
+	}
+
+	// Redis followed the owning account: 5 threads and 2 projects at the
+	// start, 4 threads (one a sub-agent's) and 1 project deleted.
+	counters, err := rdb.MGet(ctx, "thread_count:"+devenv.DemoAccountID, "project_count:"+devenv.DemoAccountID).Result()
+	if err != nil || fmt.Sprint(counters) != "[1 1]" {
+		t.Errorf("counters %v (%v), want [1 1]", counters, err)
+	}
+	if n, _ := rdb.Exists(ctx, "message_history:"+devenv.ThreadID, "cache:account_state:"+devenv.DemoAccountID).Result(); n != 0 {
+		t.Errorf("%d caches of deleted data left", n)
+	}
+
+	if n, _ := rdb.Exists(ctx, "thread_delete:invalidated:"+devenv.ThreadID).Result(); n != 1 {
+		t.Fatal("precondition: no applied-invalidation marker for the deleted thread (did its key change?)")
+	}
+
+	// Reseeding (every start does it) brings the demo data back, once.
+	for range 2 {
+		if _, err := Seed(ctx, st.DatabaseURL, rdb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(`SELECT count(*) FROM public.threads WHERE account_id = ANY($1::uuid[])`, []string{devenv.DemoAccountID, devenv.OtherAccountID}); n != len(demoThreads) {
+		t.Errorf("%d demo threads after reseeding, want %d", n, len(demoThreads))
+	}
+	if n := count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'active'`, devenv.SandboxResourceID); n != 1 {
+		t.Error("the sandbox resource is not active again after reseeding")
+	}
+	if n := count(`SELECT count(*) FROM thread_delete.outbox`); n != 0 {
+		t.Errorf("%d outbox rows of demo accounts survived the reseed", n)
+	}
+	if counters, _ := rdb.MGet(ctx, "thread_count:"+devenv.DemoAccountID, "project_count:"+devenv.DemoAccountID).Result(); fmt.Sprint(counters) != "[5 2]" {
+		t.Errorf("counters after reseeding %v, want [5 2]", counters)
+	}
+	if n, _ := rdb.Exists(ctx, "thread_delete:invalidated:"+devenv.ThreadID).Result(); n != 0 {
+		t.Error("the service's applied-invalidation marker survived the reseed: the next delete would not count")
+	}
+}

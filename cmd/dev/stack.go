@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/shared/app"
+	"github.com/kortix-ai/thread-delete/shared/cleanup"
+	"github.com/kortix-ai/thread-delete/shared/config"
+	"github.com/kortix-ai/thread-delete/shared/redis"
+)
+
+// Options configure the dev stack. The zero value of each field means the
+// default `make dev` uses.
+type Options struct {
+	Root        string // repository root (for node_modules); default: found from the working directory
+	AdminURL    string // PostgreSQL admin URL; default devenv.AdminURL()
+	Database    string // dev database name; default devenv.DatabaseName
+	Reset       bool   // drop and re-create the dev database first
+	RedisURL    string // default devenv.RedisURL
+	Addr        string // API listen address; default 127.0.0.1:3000
+	SQSEndpoint string // a running SQS emulator to use instead of starting fauxqs
+	SQSPort     int    // port for the started fauxqs; default devenv.SQSPort when free, else any
+	QueueName   string // default devenv.QueueName (DLQ: QueueName + "-dlq")
+	PollWait    time.Duration
+	SweepEvery  time.Duration
+
+	Out io.Writer    // the banner; default os.Stdout
+	Log *slog.Logger // default: text to os.Stderr
+	// Ready, when set, is called once everything runs (tests use it).
+	Ready func(*Stack)
+}
+
+// Stack describes the running dev stack.
+type Stack struct {
+	APIURL      string
+	DatabaseURL string
+	RedisURL    string
+	SQSEndpoint string
+	Queues      Queues
+	Daytona     *FakeDaytona
+	Fauxqs      *Fauxqs // nil when an existing emulator was used
+	Seed        SeedSummary
+}
+
+// run brings the stack up, serves until ctx ends, then stops everything it
+// started, in reverse order, before returning. The delete-thread handler is
+// built by app.DeleteThread from config.LoadDeleteThread, exactly as the
+// Lambda builds it; only the transport (net/http instead of API Gateway)
+// and the logger differ.
+func run(ctx context.Context, o Options) error {
+	o.defaults()
+	log := o.Log
+
+	// Claim the API port first: a busy port is the most common failure and
+	// should not cost a database reseed to discover.
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("API: %s is already in use (another `make dev`?); stop that process or choose another port: make dev PORT=3001", o.Addr)
+		}
+		return fmt.Errorf("API: listen on %s: %w", o.Addr, err)
+	}
+	defer ln.Close()
+	st := &Stack{APIURL: "http://" + ln.Addr().String(), RedisURL: o.RedisURL}
+
+	// PostgreSQL and Redis: the dev database, with fresh demo data.
+	log.Info("preparing the dev database", "database", o.Database)
+	if st.DatabaseURL, err = PrepareDatabase(ctx, o.AdminURL, o.Database, o.Reset); err != nil {
+		return err
+	}
+	rdb, err := redis.NewClient(redis.Options{URL: o.RedisURL})
+	if err != nil {
+		return fmt.Errorf("redis: %s: %w", devenv.Redact(o.RedisURL), err)
+	}
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: cannot reach %s (is redis-server running? `make services` starts it): %w", devenv.Redact(o.RedisURL), err)
+	}
+	if st.Seed, err = Seed(ctx, st.DatabaseURL, rdb); err != nil {
+		return err
+	}
+
+	// SQS: the emulator and the queues.
+	st.SQSEndpoint = o.SQSEndpoint
+	if st.SQSEndpoint == "" {
+		log.Info("starting the SQS emulator (fauxqs)")
+		if st.Fauxqs, err = StartFauxqs(ctx, o.Root, o.SQSPort, devenv.SQSPort); err != nil {
+			return err
+		}
+		defer func() {
+			st.Fauxqs.Stop()
+			log.Info("SQS emulator stopped", "pid", st.Fauxqs.PID())
+		}()
+		st.SQSEndpoint = st.Fauxqs.Endpoint
+	}
+	// The AWS SDK reads these, as it does in Lambda; the functions' code
+	// gets no special treatment for local runs.
+	setAWSEnv(st.SQSEndpoint)
+	sqsClient, err := newSQSClient(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Queues, err = CreateQueues(ctx, sqsClient, o.QueueName, o.QueueName+"-dlq", 30*time.Second); err != nil {
+		return err
+	}
+
+	// Daytona: the dev-only stand-in.
+	if st.Daytona, err = StartFakeDaytona(devenv.DaytonaAPIKey, log.With("component", "daytona")); err != nil {
+		return err
+	}
+	defer st.Daytona.Close()
+
+	env := config.Map(map[string]string{
+		"DATABASE_URL":              st.DatabaseURL,
+		"REDIS_URL":                 o.RedisURL,
+		"SANDBOX_CLEANUP_QUEUE_URL": st.Queues.URL,
+		"AWS_REGION":                devenv.SQSRegion,
+		"SUPABASE_JWT_SECRET":       devenv.JWTSecret,
+		"JWT_AUDIENCE":              "authenticated",
+		"API_KEY_SECRET":            devenv.APIKeySecret,
+		"DAYTONA_SERVER_URL":        st.Daytona.URL,
+		"DAYTONA_API_KEY":           devenv.DaytonaAPIKey,
+		// Shorter than production's 5m so that the sweep can be watched.
+		"OUTBOX_RESEND_AFTER": "1m",
+	})
+
+	// The worker: the sandbox-cleanup handler fed from the queue.
+	cleanupCfg, err := config.LoadCleanup(env)
+	if err != nil {
+		return err
+	}
+	cleanupHandler, closeCleanup, err := app.SandboxCleanup(ctx, cleanupCfg, log.With("component", "worker"))
+	if err != nil {
+		return err
+	}
+	defer closeCleanup()
+	if w, ok := cleanupHandler.Worker.(*cleanup.Worker); ok {
+		// Below the dev queue's 30 s visibility timeout (production: 2 min
+		// under 180 s), so that a message redelivered after a crash finds
+		// its outbox row unleased.
+		w.Lease = 25 * time.Second
+	}
+	poller := &Poller{
+		Client: sqsClient, QueueURL: st.Queues.URL, QueueARN: st.Queues.ARN, Region: devenv.SQSRegion,
+		Handler: cleanupHandler.Invoke, Log: log.With("component", "worker"),
+		Wait: o.PollWait, SweepEvery: o.SweepEvery,
+	}
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	var polling sync.WaitGroup
+	polling.Go(func() { poller.Run(pollCtx) })
+	defer func() { stopPolling(); polling.Wait() }()
+
+	// The API: the delete-thread handler behind the gateway stand-in.
+	dtCfg, err := config.LoadDeleteThread(env)
+	if err != nil {
+		return err
+	}
+	apiLog := log.With("component", "api")
+	h, closeAPI, err := app.DeleteThread(ctx, dtCfg, apiLog)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	srv := &http.Server{
+		Handler:           &Gateway{Handler: h.Handle, Log: apiLog, FunctionName: "thread-delete-dev-DeleteThreadFunction"},
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		log.Info("API stopped")
+	}()
+
+	if err := printBanner(o.Out, st); err != nil {
+		return err
+	}
+	if o.Ready != nil {
+		o.Ready(st)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("API: %w", err)
+	}
+}
+
+// newSQSClient is an SQS client configured the standard way (setAWSEnv
+// has pointed it at the emulator).
+func newSQSClient(ctx context.Context) (*awssqs.Client, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("SQS: AWS configuration: %w", err)
+	}
+	return awssqs.NewFromConfig(cfg), nil
+}
+
+// setAWSEnv points the AWS SDK's standard settings at the SQS emulator,
+// with dummy credentials, and drops profile settings that could make the
+// SDK look for a real account.
+func setAWSEnv(endpoint string) {
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_SQS":  endpoint,
+		"AWS_REGION":            devenv.SQSRegion,
+		"AWS_ACCESS_KEY_ID":     "dev",
+		"AWS_SECRET_ACCESS_KEY": "dev",
+	} {
+		os.Setenv(k, v)
+	}
+	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"} {
+		os.Unsetenv(k)
+	}
+}
+
+func (o *Options) defaults() {
+	if o.Root == "" {
+		o.Root = repoRoot()
+	}
+	if o.AdminURL == "" {
+		o.AdminURL = devenv.AdminURL()
+	}
+	if o.Database == "" {
+		o.Database = devenv.DatabaseName
+	}
+	if o.RedisURL == "" {
+		o.RedisURL = devenv.RedisURL
+	}
+	if o.Addr == "" {
+		o.Addr = fmt.Sprintf("127.0.0.1:%d", devenv.APIPort)
+	}
+	if o.QueueName == "" {
+		o.QueueName = devenv.QueueName
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Log == nil {
+		o.Log = newLogger(os.Stderr)
+	}
+}
