@@ -89,8 +89,14 @@ func (h *Handler) handle(ctx context.Context, ev events.APIGatewayV2HTTPRequest,
 
 	authz, _ := header(ev.Headers, "authorization")
 	apiKey, apiKeyPresent := header(ev.Headers, "x-api-key")
-	if len(authz) > maxHeaderValueSize || len(apiKey) > maxHeaderValueSize {
-		return unauthorized("Invalid token"), "unauthenticated", threads.Result{}
+	// Oversized credentials are refused before any parsing. X-API-Key, when
+	// present, alone decides (the Authorization header is then ignored), and
+	// its refusal names the key.
+	switch {
+	case apiKeyPresent && len(apiKey) > maxHeaderValueSize:
+		return unauthorized(auth.DetailInvalidAPIKeyFormat), "unauthenticated", threads.Result{}
+	case !apiKeyPresent && len(authz) > maxHeaderValueSize:
+		return unauthorized(auth.DetailInvalidToken), "unauthenticated", threads.Result{}
 	}
 	caller, err := h.Auth.Authenticate(ctx, authz, apiKey, apiKeyPresent)
 	if err != nil {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -170,10 +172,19 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 	var del threads.Deletion
 	run := func() error {
 		b := &pgx.Batch{}
+		timeout, bounded := serverTimeout(ctx)
+		if bounded {
+			b.Queue(setTimeoutSQL, timeout)
+		}
 		b.Queue(lockProjectSQL, req.ThreadID)
 		b.Queue(deleteSQL, req.ThreadID, userID, publicKey, secretHash)
 		br := s.Pool.SendBatch(ctx, b)
 		defer br.Close()
+		if bounded {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -220,6 +231,31 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 		return threads.Deletion{}, classify(err)
 	}
 	return del, nil
+}
+
+// setTimeoutSQL gives the batch's transaction a server-side time limit.
+// When the caller's deadline passes, pgx abandons the connection and asks
+// the server to cancel the statement on a second connection; if that cancel
+// request is lost (the Lambda environment is frozen right after answering,
+// or the connection cannot be opened), a delete waiting on a lock would go
+// on and commit after the caller was told 503 "nothing changed", and its
+// Redis follow-up would never run. With statement_timeout (local to this
+// transaction) the server gives up by itself at the caller's deadline.
+const setTimeoutSQL = `SELECT set_config('statement_timeout', $1::text, true)`
+
+// serverTimeoutMargin makes the server give up slightly before the caller
+// does, so that its error (a 503 for the client) still arrives in time.
+const serverTimeoutMargin = 50 * time.Millisecond
+
+// serverTimeout returns the statement_timeout setting, in milliseconds,
+// matching ctx's deadline; false when ctx has none.
+func serverTimeout(ctx context.Context) (string, bool) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return "", false
+	}
+	ms := (time.Until(dl) - serverTimeoutMargin).Milliseconds()
+	return strconv.FormatInt(max(ms, 1), 10), true // 0 would mean no limit
 }
 
 // RecordCacheRepair stores an invalidation that failed inline, for the

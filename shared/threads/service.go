@@ -45,7 +45,14 @@ func (d *Deleter) Delete(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ErrUnavailable
 	}
 
-	del, err := d.Store.Delete(ctx, req)
+	// The database phase ends early enough to answer before the caller's
+	// deadline: a database that stops answering mid-request (a failover
+	// leaves the pooled connection's peer silent) would otherwise be waited
+	// for until the function is killed, and the client would get no answer
+	// of ours at all.
+	dbCtx, cancel := d.dbContext(ctx)
+	defer cancel()
+	del, err := d.Store.Delete(dbCtx, req)
 	if err != nil {
 		return Result{}, err
 	}
@@ -134,6 +141,21 @@ func (d *Deleter) followUpTimeout(ctx context.Context) time.Duration {
 		}
 	}
 	return t
+}
+
+// answerReserve is the part of the caller's deadline that the database
+// phase leaves for answering: building the response, logging, returning it
+// to the Lambda runtime.
+const answerReserve = 200 * time.Millisecond
+
+// dbContext bounds the database phase to the caller's deadline less
+// answerReserve.
+func (d *Deleter) dbContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-answerReserve))
 }
 
 func (d *Deleter) minDBTime() time.Duration {

@@ -1,0 +1,46 @@
+package threads_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/kortix-ai/thread-delete/shared/threads"
+)
+
+// hangingStore never answers: it returns only when its context ends, like
+// a database whose connection went silent.
+type hangingStore struct{ deadline time.Time }
+
+func (s *hangingStore) Delete(ctx context.Context, _ threads.Request) (threads.Deletion, error) {
+	s.deadline, _ = ctx.Deadline()
+	<-ctx.Done()
+	return threads.Deletion{}, errors.Join(threads.ErrUnavailable, ctx.Err())
+}
+
+func (s *hangingStore) RecordCacheRepair(context.Context, threads.Invalidation, string) error {
+	return nil
+}
+
+func TestDatabasePhaseLeavesTimeToAnswer(t *testing.T) {
+	for _, budget := range []time.Duration{400 * time.Millisecond, time.Second} {
+		t.Run(budget.String(), func(t *testing.T) {
+			store := &hangingStore{}
+			d := &threads.Deleter{Store: store}
+			ctx, cancel := context.WithTimeout(context.Background(), budget)
+			defer cancel()
+			callerDeadline, _ := ctx.Deadline()
+			_, err := d.Delete(ctx, threads.Request{ThreadID: "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10", Caller: threads.Caller{UserID: "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}})
+			if !errors.Is(err, threads.ErrUnavailable) {
+				t.Fatalf("err = %v, want ErrUnavailable", err)
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the store was waited for until the caller's deadline: no time left to answer")
+			}
+			if store.deadline.IsZero() || !store.deadline.Before(callerDeadline) {
+				t.Fatalf("store deadline %v is not before the caller's %v", store.deadline, callerDeadline)
+			}
+		})
+	}
+}
