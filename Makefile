@@ -76,9 +76,10 @@ invoke: tools build
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=DeleteThreadFunction EVENT=events/delete-thread.json"; exit 2; }
 	$(GO) run ./cmd/invoke -bootstrap build/$(call fn_dir,$(FN))/bootstrap -event $(EVENT)
 
-## bench: benchmarks; prints the figures measured
+## bench: benchmarks (package bench); prints every figure measured as tables.
+## docs/benchmarks.md keeps the figures of the latest run.
 bench: tools services build
-	$(GO) run ./cmd/bench
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 15m ./bench
 
 lint:
 	gofmt -l . | grep -v node_modules | (! grep .)
