@@ -13,11 +13,11 @@ import (
 	"syscall"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
 	"github.com/kortix-ai/thread-delete/shared/app"
+	"github.com/kortix-ai/thread-delete/shared/sqs"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/redis"
@@ -203,14 +203,10 @@ func run(ctx context.Context, o Options) error {
 	}
 }
 
-// newSQSClient is an SQS client configured the standard way (setAWSEnv
-// has pointed it at the emulator).
-func newSQSClient(ctx context.Context) (*awssqs.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("SQS: AWS configuration: %w", err)
-	}
-	return awssqs.NewFromConfig(cfg), nil
+// newSQSClient is an SQS client configured as the functions configure
+// theirs (setAWSEnv has pointed it at the emulator).
+func newSQSClient(context.Context) (*awssqs.Client, error) {
+	return sqs.NewClient(), nil
 }
 
 // setAWSEnv points the AWS SDK's standard settings at the SQS emulator,

@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	rdsauth "github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kortix-ai/thread-delete/shared/awsenv"
 	"github.com/kortix-ai/thread-delete/shared/config"
 )
 
@@ -26,10 +26,7 @@ import (
 func Open(ctx context.Context, db config.DB, maxConns int32) (*pgxpool.Pool, error) {
 	switch {
 	case db.IAMAuth:
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(db.Region))
-		if err != nil {
-			return nil, fmt.Errorf("postgres: AWS configuration: %w", err)
-		}
+		awsCfg := awsenv.Config()
 		endpoint := fmt.Sprintf("%s:%d", db.Host, db.Port)
 		base := fmt.Sprintf("postgres://%s@%s/%s?sslmode=require", url.User(db.User).String(), endpoint, url.PathEscape(db.Name))
 		return NewPool(ctx, PoolOptions{
@@ -46,11 +43,10 @@ func Open(ctx context.Context, db config.DB, maxConns int32) (*pgxpool.Pool, err
 			},
 		})
 	case db.SecretARN != "":
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: AWS configuration: %w", err)
-		}
-		src := &secretSource{arn: db.SecretARN, client: secretsmanager.NewFromConfig(awsCfg), fallback: db}
+		client := secretsmanager.NewFromConfig(awsenv.Config(), func(o *secretsmanager.Options) {
+			o.BaseEndpoint = awsenv.Endpoint(secretsmanager.ServiceID)
+		})
+		src := &secretSource{arn: db.SecretARN, client: client, fallback: db}
 		// The URL is a placeholder; every field that matters is set from the
 		// secret in BeforeConnect.
 		placeholder := fmt.Sprintf("postgres://placeholder@%s:%d/%s?sslmode=require", orDefault(db.Host, "localhost"), db.Port, orDefault(db.Name, "postgres"))

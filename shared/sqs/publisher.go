@@ -6,10 +6,10 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kortix-ai/thread-delete/shared/awsenv"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
@@ -27,17 +27,21 @@ var (
 
 // NewFromEnv returns a Publisher for queueURL whose client takes region,
 // credentials and endpoint from the SDK's standard settings (AWS_REGION,
-// AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL, the credential chain). It does no
+// AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL, the environment's credentials). It does no
 // network I/O: credentials are resolved on the first send.
 func NewFromEnv(ctx context.Context, queueURL string) (*Publisher, error) {
 	if queueURL == "" {
 		return nil, errors.New("sqs: empty queue URL")
 	}
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sqs: AWS configuration: %w", err)
-	}
-	return &Publisher{Client: awssqs.NewFromConfig(cfg), QueueURL: queueURL}, nil
+	return &Publisher{Client: NewClient(), QueueURL: queueURL}, nil
+}
+
+// NewClient returns an SQS client with region, credentials and endpoint
+// from the environment (see package awsenv). It does no network I/O.
+func NewClient() *awssqs.Client {
+	return awssqs.NewFromConfig(awsenv.Config(), func(o *awssqs.Options) {
+		o.BaseEndpoint = awsenv.Endpoint(awssqs.ServiceID)
+	})
 }
 
 // SendTeardown hands a committed teardown to the cleanup worker.
