@@ -17,10 +17,10 @@ import (
 
 	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
 	"github.com/kortix-ai/thread-delete/shared/app"
-	"github.com/kortix-ai/thread-delete/shared/sqs"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/redis"
+	"github.com/kortix-ai/thread-delete/shared/sqs"
 )
 
 // Options configure the dev stack. The zero value of each field means the
