@@ -19,7 +19,7 @@ all: build
 build: $(FUNCTIONS:%=build/%/bootstrap)
 
 build/%/bootstrap: FORCE
-	CGO_ENABLED=0 $(GO) build $(LAMBDA_TAGS) -trimpath -o $@ ./functions/$*
+	CGO_ENABLED=0 $(GO) build $(LAMBDA_TAGS) -trimpath -ldflags='-s -w' -o $@ ./functions/$*
 
 ## build-<LogicalId>: what `sam build` runs (BuildMethod: makefile)
 build-DeleteThreadFunction:
