@@ -25,21 +25,16 @@ type Store struct {
 
 var _ threads.Store = (*Store)(nil)
 
-// lockProjectSQL locks the thread's project row first, so that deletes of
-// the same project's threads serialise and inserts of new threads into the
-// project (whose foreign-key check takes a KEY SHARE lock on it) wait. Under
-// READ COMMITTED the next statement takes its snapshot only after this lock
-// is granted, so it sees every delete that committed meanwhile: that is what
-// makes the "was this the last thread?" decision race-free.
-const lockProjectSQL = `
-SELECT p.project_id
-  FROM public.projects p
- WHERE p.project_id = (SELECT t.project_id FROM public.threads t WHERE t.thread_id = $1::uuid)
-   FOR UPDATE OF p`
-
-// deleteSQL is the whole delete as one statement of data-modifying CTEs.
-// Parameters: $1 thread id; $2 caller user id (JWT) or NULL; $3, $4 the API
-// key's public part and secret hash, or NULL.
+// deleteSQL runs the whole delete: thread_delete.delete_thread (migration
+// 0002, a function so that its plans are cached per connection) first locks
+// the thread's project row, so that deletes of the same project's threads
+// serialise and inserts of new threads into the project (whose foreign-key
+// check takes a KEY SHARE lock on it) wait. Under READ COMMITTED its next
+// statement takes its snapshot only after this lock is granted, so it sees
+// every delete that committed meanwhile: that is what makes the "was this
+// the last thread?" decision race-free. That statement is a single one of
+// data-modifying CTEs. Parameters: $1 thread id; $2 caller user id (JWT) or
+// NULL; $3, $4 the API key's public part and secret hash, or NULL.
 //
 //   - key/caller: the API key, when given, is resolved to its account's
 //     primary owner here rather than in a separate query. The hashes are
@@ -69,108 +64,7 @@ SELECT p.project_id
 //     sandbox teardown is written to the outbox in the same transaction.
 //   - touch_key: last_used_at at most once a minute, and only when the
 //     thread exists (a 404 writes nothing).
-const deleteSQL = `
-WITH RECURSIVE
-key AS (
-    SELECT k.key_id, a.primary_owner_user_id AS user_id
-      FROM public.api_keys k
-      JOIN basejump.accounts a ON a.id = k.account_id
-     WHERE $3::text IS NOT NULL
-       AND k.public_key = $3::text
-       AND sha256(convert_to(k.secret_key_hash, 'UTF8')) = sha256(convert_to($4::text, 'UTF8'))
-       AND k.status = 'active'
-       AND (k.expires_at IS NULL OR k.expires_at > now())
-),
-caller AS (
-    SELECT $2::uuid AS user_id WHERE $3::text IS NULL
-    UNION ALL
-    SELECT user_id FROM key
-),
-target AS (
-    SELECT t.thread_id, t.account_id, t.project_id
-      FROM public.threads t
-     WHERE t.thread_id = $1::uuid
-       AND EXISTS (SELECT 1 FROM caller)
-       FOR UPDATE
-),
-allowed AS (
-    SELECT 1 AS ok
-      FROM target t, caller c
-     WHERE t.account_id = c.user_id
-        OR EXISTS (SELECT 1 FROM public.user_roles r
-                    WHERE r.user_id = c.user_id AND r.role IN ('admin', 'super_admin'))
-        OR EXISTS (SELECT 1 FROM basejump.account_user au
-                    WHERE au.user_id = c.user_id AND au.account_id = t.account_id)
-     LIMIT 1
-),
-doomed AS (
-    SELECT t.thread_id FROM target t WHERE EXISTS (SELECT 1 FROM allowed)
-    UNION
-    SELECT c.thread_id FROM public.threads c JOIN doomed d ON c.parent_thread_id = d.thread_id
-),
-del_runs AS (
-    DELETE FROM public.agent_runs r
-     WHERE r.thread_id = ANY (ARRAY(SELECT thread_id FROM doomed))
-    RETURNING 1
-),
-del_docs AS (
-    DELETE FROM public.documents x
-     WHERE x.thread_id = ANY (ARRAY(SELECT thread_id FROM doomed))
-),
-del_threads AS (
-    DELETE FROM public.threads t
-     WHERE t.thread_id = ANY (ARRAY(SELECT thread_id FROM doomed))
-    RETURNING t.thread_id, t.total_message_count
-),
-project AS (
-    SELECT p.project_id, p.account_id, p.sandbox_resource_id, p.sandbox
-      FROM public.projects p
-      JOIN target t ON p.project_id = t.project_id
-     WHERE EXISTS (SELECT 1 FROM allowed)
-       AND NOT EXISTS (SELECT 1 FROM public.threads o
-                        WHERE o.project_id = t.project_id
-                          AND o.thread_id NOT IN (SELECT thread_id FROM doomed))
-),
-del_project AS (
-    DELETE FROM public.projects p USING project x WHERE p.project_id = x.project_id RETURNING 1
-),
-sandbox AS (
-    SELECT x.project_id, x.account_id, r.id AS resource_id,
-           COALESCE(NULLIF(r.external_id, ''), NULLIF(x.sandbox->>'id', '')) AS sandbox_id
-      FROM project x
-      LEFT JOIN public.resources r ON r.id = x.sandbox_resource_id
-),
-outbox AS (
-    INSERT INTO thread_delete.outbox (kind, payload)
-    SELECT 'sandbox_teardown',
-           jsonb_strip_nulls(jsonb_build_object(
-               'project_id', s.project_id, 'account_id', s.account_id,
-               'sandbox_id', s.sandbox_id, 'resource_id', s.resource_id,
-               'thread_id', $1::uuid, 'requested_at', now()))
-      FROM sandbox s
-     WHERE s.sandbox_id IS NOT NULL
-    RETURNING id, payload
-),
-touch_key AS (
-    UPDATE public.api_keys k SET last_used_at = now()
-      FROM key
-     WHERE k.key_id = key.key_id
-       AND EXISTS (SELECT 1 FROM target)
-       AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
-    RETURNING 1
-)
-SELECT EXISTS (SELECT 1 FROM caller),
-       EXISTS (SELECT 1 FROM target),
-       EXISTS (SELECT 1 FROM allowed),
-       (SELECT account_id::text FROM target),
-       (SELECT project_id::text FROM target),
-       ARRAY(SELECT thread_id::text FROM del_threads ORDER BY thread_id <> $1::uuid, thread_id),
-       (SELECT coalesce(sum(total_message_count), 0) FROM del_threads),
-       (SELECT count(*) FROM del_runs),
-       EXISTS (SELECT 1 FROM del_project),
-       (SELECT id::text FROM outbox),
-       (SELECT payload FROM outbox),
-       (SELECT count(*) FROM touch_key)`
+const deleteSQL = `SELECT * FROM thread_delete.delete_thread($1::uuid, $2::uuid, $3::text, $4::text)`
 
 // Delete runs the lock and the delete statement as one pipelined batch: the
 // extended protocol's single Sync makes the batch one implicit transaction
@@ -190,7 +84,6 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 		if bounded {
 			b.Queue(setTimeoutSQL, timeout)
 		}
-		b.Queue(lockProjectSQL, req.ThreadID)
 		b.Queue(deleteSQL, req.ThreadID, userID, publicKey, secretHash)
 		br := s.Pool.SendBatch(ctx, b)
 		defer br.Close()
@@ -198,9 +91,6 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
 		}
 		var (
 			authenticated, found, allowed bool
