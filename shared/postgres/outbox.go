@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
@@ -30,17 +29,6 @@ type OutboxStore struct {
 }
 
 var _ cleanup.Outbox = (*OutboxStore)(nil)
-
-// outboxRetry runs fn, and once more when it failed before anything reached
-// the server: the pool does not ping idle connections (see NewPool), so one
-// that died while the Lambda was frozen shows up as such an error.
-func outboxRetry(ctx context.Context, fn func() error) error {
-	err := fn()
-	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
-		err = fn()
-	}
-	return err
-}
 
 // outboxErrorLen bounds last_error: provider error bodies can be long.
 const outboxErrorLen = 2000
@@ -66,7 +54,7 @@ func (s *OutboxStore) Claim(ctx context.Context, id string, lease time.Duration)
 		e       cleanup.Entry
 		payload []byte
 	)
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		return s.Pool.QueryRow(ctx, `
 			WITH claimed AS (
 				UPDATE thread_delete.outbox
@@ -106,7 +94,7 @@ func (s *OutboxStore) CompleteTeardown(ctx context.Context, id string, t threads
 	if t.ResourceID != "" {
 		resourceID = &t.ResourceID
 	}
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `
 				UPDATE public.resources
@@ -137,7 +125,7 @@ const markDoneSQL = `
 
 // Complete marks the row done and releases the lease.
 func (s *OutboxStore) Complete(ctx context.Context, id string) error {
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		_, err := s.Pool.Exec(ctx, markDoneSQL, id)
 		return err
 	})
@@ -151,7 +139,7 @@ func (s *OutboxStore) Complete(ctx context.Context, id string) error {
 // also marked dead. A row done meanwhile (by a delivery that took over an
 // expired lease) is left alone.
 func (s *OutboxStore) Fail(ctx context.Context, id, cause string, dead bool) error {
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		_, err := s.Pool.Exec(ctx, `
 			UPDATE thread_delete.outbox
 			   SET attempts = attempts + 1, last_error = $2, locked_until = NULL, updated_at = now(),
@@ -184,7 +172,7 @@ const outboxDue = `
 // computed here as in cleanup.DuePolicy.Backoff.
 func (s *OutboxStore) ClaimDue(ctx context.Context, p cleanup.DuePolicy, limit int) ([]cleanup.Entry, error) {
 	var entries []cleanup.Entry
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		rows, err := s.Pool.Query(ctx, `
 			WITH due AS (
 				SELECT id, sends, next_attempt_at FROM thread_delete.outbox
@@ -225,7 +213,7 @@ func (s *OutboxStore) ClaimDue(ctx context.Context, p cleanup.DuePolicy, limit i
 // records the cause; the row stays pending and due. It does nothing when
 // the row moved on meanwhile (completed, or claimed again).
 func (s *OutboxStore) ResendFailed(ctx context.Context, e cleanup.Entry, cause string) error {
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		_, err := s.Pool.Exec(ctx, `
 			UPDATE thread_delete.outbox
 			   SET sends = $2, next_attempt_at = $3, last_error = $4, updated_at = now()
@@ -243,7 +231,7 @@ func (s *OutboxStore) ResendFailed(ctx context.Context, e cleanup.Entry, cause s
 // keeping the last error in the message.
 func (s *OutboxStore) Bury(ctx context.Context, p cleanup.DuePolicy) (int, error) {
 	var n int64
-	err := outboxRetry(ctx, func() error {
+	err := retryUnsent(ctx, func() error {
 		tag, err := s.Pool.Exec(ctx, `
 			UPDATE thread_delete.outbox
 			   SET status = 'dead', updated_at = now(),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -69,4 +70,16 @@ func NewPool(ctx context.Context, o PoolOptions) (*pgxpool.Pool, error) {
 		cfg.BeforeConnect = o.BeforeConnect
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// retryUnsent runs fn, and once more when it failed before anything reached
+// the server: the pool does not ping idle connections (see NewPool), so one
+// that died while the Lambda was frozen shows up as such an error, and a
+// fresh connection is the cure. This replaces pgxpool's ping on acquire.
+func retryUnsent(ctx context.Context, fn func() error) error {
+	err := fn()
+	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
+		err = fn()
+	}
+	return err
 }

@@ -79,6 +79,7 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 
 	var del threads.Deletion
 	run := func() error {
+		del = threads.Deletion{}
 		b := &pgx.Batch{}
 		timeout, bounded := serverTimeout(ctx)
 		if bounded {
@@ -124,14 +125,7 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 		return br.Close()
 	}
 
-	err := run()
-	// A pooled connection that died while idle fails before anything is
-	// sent: retry once on a fresh one. (This replaces pgxpool's ping.)
-	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
-		del = threads.Deletion{}
-		err = run()
-	}
-	if err != nil {
+	if err := retryUnsent(ctx, run); err != nil {
 		return threads.Deletion{}, classify(err)
 	}
 	return del, nil
@@ -169,10 +163,12 @@ func (s *Store) RecordCacheRepair(ctx context.Context, inv threads.Invalidation,
 	if err != nil {
 		return err
 	}
-	_, err = s.Pool.Exec(ctx, `
-		INSERT INTO thread_delete.outbox (kind, payload, last_error)
-		VALUES ('cache_repair', $1::jsonb, $2::text)`, string(payload), truncate(cause, 500))
-	return classify(err)
+	return classify(retryUnsent(ctx, func() error {
+		_, err := s.Pool.Exec(ctx, `
+			INSERT INTO thread_delete.outbox (kind, payload, last_error)
+			VALUES ('cache_repair', $1::jsonb, $2::text)`, string(payload), truncate(cause, 500))
+		return err
+	}))
 }
 
 // classify wraps errors that mean "the database could not be reached or
