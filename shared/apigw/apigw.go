@@ -41,16 +41,15 @@ type Handler struct {
 
 // Response details of the contract.
 const (
-	detailDeleted      = "Thread deleted successfully"
-	detailInvalidID    = "Invalid thread ID"
-	detailForbidden    = "Not authorized to modify this thread"
-	detailNotFound     = "Thread not found"
-	detailInvalidKey   = "Invalid API key"
-	detailUnavailable  = "Service temporarily unavailable, please retry"
-	detailFailed       = "Failed to delete thread"
-	detailNotAllowed   = "Method Not Allowed"
-	retryAfterSeconds  = "1"
-	maxHeaderValueSize = 16 << 10
+	detailDeleted     = "Thread deleted successfully"
+	detailInvalidID   = "Invalid thread ID"
+	detailForbidden   = "Not authorized to modify this thread"
+	detailNotFound    = "Thread not found"
+	detailInvalidKey  = "Invalid API key"
+	detailUnavailable = "Service temporarily unavailable, please retry"
+	detailFailed      = "Failed to delete thread"
+	detailNotAllowed  = "Method Not Allowed"
+	retryAfterSeconds = "1"
 )
 
 // Handle is the Lambda handler. It never returns an error: every failure is
@@ -89,15 +88,6 @@ func (h *Handler) handle(ctx context.Context, ev events.APIGatewayV2HTTPRequest,
 
 	authz, _ := header(ev.Headers, "authorization")
 	apiKey, apiKeyPresent := header(ev.Headers, "x-api-key")
-	// Oversized credentials are refused before any parsing. X-API-Key, when
-	// present, alone decides (the Authorization header is then ignored), and
-	// its refusal names the key.
-	switch {
-	case apiKeyPresent && len(apiKey) > maxHeaderValueSize:
-		return unauthorized(auth.DetailInvalidAPIKeyFormat), "unauthenticated", threads.Result{}
-	case !apiKeyPresent && len(authz) > maxHeaderValueSize:
-		return unauthorized(auth.DetailInvalidToken), "unauthenticated", threads.Result{}
-	}
 	caller, err := h.Auth.Authenticate(ctx, authz, apiKey, apiKeyPresent)
 	if err != nil {
 		var ae *auth.Error
