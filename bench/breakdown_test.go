@@ -95,7 +95,7 @@ func benchBreakdown(b *testing.B) {
 		clear(current)
 		mu.Unlock()
 		t1 := time.Now()
-		del, err := store.Delete(dctx, threads.Request{ThreadID: f.threads[0], Caller: threads.Caller{UserID: f.owner}})
+		del, err := store.Delete(dctx, threads.Request{ThreadIDs: []string{f.threads[0]}, Caller: threads.Caller{UserID: f.owner}})
 		t2 := time.Now()
 		if err != nil || del.Outcome != threads.OutcomeDeleted {
 			b.Fatalf("delete: %v %v", del.Outcome, err)

@@ -132,7 +132,7 @@ func (e *env) remove(d *threads.Deleter, owner, thread string) (time.Duration, t
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := d.Delete(ctx, threads.Request{ThreadID: thread, Caller: threads.Caller{UserID: owner}})
+	res, err := d.Delete(ctx, threads.Request{ThreadIDs: []string{thread}, Caller: threads.Caller{UserID: owner}})
 	took := time.Since(start)
 	if err != nil || res.CacheErr != nil || res.QueueErr != nil {
 		e.tb.Fatalf("delete %s: %v (cache: %v, queue: %v)", thread, err, res.CacheErr, res.QueueErr)

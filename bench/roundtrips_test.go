@@ -123,7 +123,7 @@ func benchRoundTrips(b *testing.B) {
 func attempt(d *threads.Deleter, caller, thread string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := d.Delete(ctx, threads.Request{ThreadID: thread, Caller: threads.Caller{UserID: caller}})
+	res, err := d.Delete(ctx, threads.Request{ThreadIDs: []string{thread}, Caller: threads.Caller{UserID: caller}})
 	return errors.Join(err, res.CacheErr, res.QueueErr)
 }
 

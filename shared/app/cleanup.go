@@ -35,6 +35,7 @@ func SandboxCleanup(ctx context.Context, cfg config.Cleanup, log *slog.Logger) (
 		Sweeper: &cleanup.Sweeper{
 			Outbox:      outbox,
 			Queue:       c.queue,
+			Cache:       c.cache,
 			Log:         log,
 			ResendAfter: cfg.ResendAfter,
 		},

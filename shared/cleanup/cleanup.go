@@ -1,8 +1,10 @@
-// Package cleanup completes the post-commit work that deleting a thread
-// leaves behind: tearing down the deleted project's sandbox and applying
-// cache repairs that failed inline. The work is recorded in the outbox inside
-// the delete transaction; a queue delivers it to the Worker at least once,
-// and the Sweeper puts work back on the queue when it stayed pending too long.
+// Package cleanup completes the post-commit work that deleting threads
+// leaves behind: tearing down deleted projects' sandboxes, and the Redis work
+// (counters, caches, agent stop signals) when it was not applied inline. The
+// work is recorded in the outbox inside the delete transaction. A queue
+// delivers teardowns to the Worker at least once, and the Sweeper puts them
+// back on the queue when they stayed pending too long; the Sweeper completes
+// Redis work in place.
 //
 // The package knows nothing of AWS, PostgreSQL, Redis or HTTP: it talks to
 // them through the small ports below, which sibling packages implement
@@ -21,7 +23,13 @@ import (
 
 // Kinds of outbox work, as stored in thread_delete.outbox.kind.
 const (
-	KindTeardown    = "sandbox_teardown"
+	KindTeardown = "sandbox_teardown"
+	// KindRedisWork is the Redis follow-up every delete records
+	// (threads.CacheWork).
+	KindRedisWork = "redis_work"
+	// KindCacheRepair is the legacy form of Redis work, recorded by earlier
+	// versions only when their inline invalidation failed (payload: one
+	// thread's invalidation). It is completed like KindRedisWork.
 	KindCacheRepair = "cache_repair"
 )
 
@@ -38,7 +46,8 @@ type Entry struct {
 	Kind   string
 	Status string
 	// Payload is the row's JSON: a threads.Teardown (without job id) for a
-	// teardown, a threads.Invalidation for a cache repair.
+	// teardown, a threads.CacheWork (without job id) for Redis work, a
+	// legacyInvalidation for a legacy cache repair.
 	Payload       json.RawMessage
 	Attempts      int
 	Sends         int
@@ -61,16 +70,45 @@ func (e Entry) Teardown() (threads.Teardown, error) {
 	return t, nil
 }
 
-// Invalidation decodes the payload of a cache_repair entry.
-func (e Entry) Invalidation() (threads.Invalidation, error) {
-	var inv threads.Invalidation
-	if err := json.Unmarshal(e.Payload, &inv); err != nil {
-		return inv, fmt.Errorf("cache repair payload: %w", err)
+// legacyInvalidation is the payload of a legacy cache_repair row.
+type legacyInvalidation struct {
+	AccountID      string   `json:"account_id"`
+	ProjectID      string   `json:"project_id"`
+	ThreadIDs      []string `json:"thread_ids"`
+	ProjectDeleted bool     `json:"project_deleted"`
+}
+
+// CacheWork decodes the payload of a redis_work or (legacy) cache_repair
+// entry. The work's id is the row id.
+func (e Entry) CacheWork() (threads.CacheWork, error) {
+	var w threads.CacheWork
+	switch e.Kind {
+	case KindRedisWork:
+		if err := json.Unmarshal(e.Payload, &w); err != nil {
+			return w, fmt.Errorf("redis work payload: %w", err)
+		}
+	case KindCacheRepair:
+		var inv legacyInvalidation
+		if err := json.Unmarshal(e.Payload, &inv); err != nil {
+			return w, fmt.Errorf("cache repair payload: %w", err)
+		}
+		w.ThreadIDs = inv.ThreadIDs
+		delta := threads.AccountDelta{AccountID: inv.AccountID, Threads: len(inv.ThreadIDs)}
+		if inv.ProjectDeleted && inv.ProjectID != "" {
+			w.ProjectIDs = []string{inv.ProjectID}
+			delta.Projects = 1
+		}
+		if inv.AccountID != "" {
+			w.Accounts = []threads.AccountDelta{delta}
+		}
+	default:
+		return w, fmt.Errorf("outbox row of kind %q holds no Redis work", e.Kind)
 	}
-	if inv.AccountID == "" && inv.ProjectID == "" && len(inv.ThreadIDs) == 0 {
-		return inv, errors.New("cache repair payload: names no account, project or thread")
+	w.ID = e.ID
+	if len(w.Accounts) == 0 && len(w.ThreadIDs) == 0 && len(w.ProjectIDs) == 0 && len(w.StopRuns) == 0 {
+		return w, errors.New("redis work payload: names no account, thread, project or agent run")
 	}
-	return inv, nil
+	return w, nil
 }
 
 // Claim is how a Claim call found the row.
@@ -132,6 +170,34 @@ type Outbox interface {
 	// Bury marks dead the due rows that have been re-sent maxSends times
 	// already, recording why, and returns how many.
 	Bury(ctx context.Context, p DuePolicy) (int, error)
+
+	// ClaimCacheWork picks up to limit pending Redis-work rows that are
+	// due (see CachePolicy) and, in the same statement, counts the attempt
+	// and moves next_attempt_at by the backoff, so that an overlapping sweep
+	// skips them and a sweep that dies leaves them due again later.
+	ClaimCacheWork(ctx context.Context, p CachePolicy, limit int) ([]Entry, error)
+	// FinishCacheWork marks done the rows whose work is complete and records
+	// the cause on the others (dead when retrying cannot help), in one
+	// statement.
+	FinishCacheWork(ctx context.Context, done []string, failed []Failure) error
+}
+
+// Failure is the failed attempt of one outbox row.
+type Failure struct {
+	ID    string
+	Cause string
+	// Dead marks the row dead: retrying cannot help (a corrupt payload).
+	Dead bool
+}
+
+// CachePolicy says when a pending Redis-work row is due: Grace after it
+// was written (the inline application has had its chance by then; applying
+// the repair earlier would be harmless but needless), and after a failed
+// attempt Grace·2^attempts, capped at MaxBackoff. A Redis outage keeps rows
+// due and never makes them dead.
+type CachePolicy struct {
+	Grace      time.Duration
+	MaxBackoff time.Duration
 }
 
 // DuePolicy says when a pending row is due for a re-send; see Sweeper.
@@ -158,6 +224,15 @@ func (p DuePolicy) Backoff(sends int) time.Duration {
 // is worth retrying later.
 type Destroyer interface {
 	DeleteSandbox(ctx context.Context, id string) error
+}
+
+// Repairer completes Redis work that may not have been applied inline.
+type Repairer interface {
+	// Repair applies each work in its repair form (counters deleted, not
+	// lowered) unless its marker shows it was applied already, in one round
+	// trip for the whole batch. errs[i] is the outcome of works[i]; nil
+	// means the work is complete.
+	Repair(ctx context.Context, works []threads.CacheWork) (errs []error)
 }
 
 // Resender puts an outbox row back on the queue.

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
 // Defaults of the Sweeper. With ResendAfter = 5m a teardown that never
@@ -26,12 +28,32 @@ const (
 	// DefaultMaxBatches bounds one sweep, so that a large backlog is worked
 	// off over several scheduled runs instead of one overlong invocation.
 	DefaultMaxBatches = 10
+
+	// DefaultCacheGrace is how long after a delete its Redis work is left to
+	// the inline application before the sweeper completes it: longer than
+	// the function's timeout, so a row is normally found applied (marker
+	// present) and merely marked done.
+	DefaultCacheGrace = time.Minute
+	// DefaultCacheMaxBackoff caps the wait between attempts at Redis work
+	// while Redis fails: counters stay too high at most this long after it
+	// recovers.
+	DefaultCacheMaxBackoff = 5 * time.Minute
+	// DefaultCacheBatchSize bounds one claim of Redis work: every delete
+	// records one row, so batches are larger than for teardowns. One batch
+	// is one Redis round trip and two statements.
+	DefaultCacheBatchSize = 500
 )
 
-// Sweeper re-sends outbox rows that stayed pending too long: the send after
+// Sweeper re-sends teardowns that stayed pending too long: the send after
 // the delete failed (SQS outage), or the message went to the dead-letter
 // queue after repeated failures. The Worker is idempotent, so an early or
 // duplicate re-send costs a no-op delivery, never a second teardown.
+//
+// It also completes the Redis work of every delete (see CachePolicy): a row
+// whose work was applied inline carries a marker in Redis and is marked
+// done; a row without one (Redis was down, the reply was lost, the function
+// was killed after the commit) is applied in its repair form, in place, with
+// no queue hop.
 //
 // When a row is due. The delete-thread function inserts a row with
 // next_attempt_at = now() and sends the message right after commit, writing
@@ -47,7 +69,9 @@ const (
 type Sweeper struct {
 	Outbox Outbox
 	Queue  Resender
-	Log    *slog.Logger
+	// Cache completes Redis work; when nil, Redis work is left pending.
+	Cache Repairer
+	Log   *slog.Logger
 
 	ResendAfter time.Duration // zero: DefaultResendAfter
 	MaxBackoff  time.Duration // zero: DefaultMaxBackoff
@@ -56,6 +80,10 @@ type Sweeper struct {
 	MaxBatches  int           // zero: DefaultMaxBatches
 	// Concurrency bounds the sends in flight. Zero means 8.
 	Concurrency int
+
+	CacheGrace      time.Duration // zero: DefaultCacheGrace
+	CacheMaxBackoff time.Duration // zero: DefaultCacheMaxBackoff
+	CacheBatchSize  int           // zero: DefaultCacheBatchSize
 }
 
 // SweepReport says what one sweep did.
@@ -63,6 +91,10 @@ type SweepReport struct {
 	Resent int `json:"resent"`
 	Failed int `json:"failed"` // re-sends that failed; those rows stay due
 	Dead   int `json:"dead"`   // rows given up on in this sweep
+	// CacheDone counts Redis-work rows completed (found applied or
+	// repaired); CacheFailed those that failed and stay due.
+	CacheDone   int `json:"cache_done"`
+	CacheFailed int `json:"cache_failed"`
 }
 
 // Policy returns the due rule with defaults applied.
@@ -114,10 +146,89 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 			break // backlog worked off, or the queue is down: try next sweep
 		}
 	}
-	if rep.Resent > 0 || rep.Failed > 0 {
-		log.InfoContext(ctx, "outbox sweep", "resent", rep.Resent, "failed", rep.Failed, "dead", rep.Dead)
+	if s.Cache != nil {
+		if err := s.sweepCache(ctx, &rep); err != nil {
+			return rep, err
+		}
+	}
+	if rep.Resent > 0 || rep.Failed > 0 || rep.CacheDone > 0 || rep.CacheFailed > 0 {
+		log.InfoContext(ctx, "outbox sweep", "resent", rep.Resent, "failed", rep.Failed, "dead", rep.Dead,
+			"cache_done", rep.CacheDone, "cache_failed", rep.CacheFailed)
 	}
 	return rep, nil
+}
+
+// CachePolicy returns the Redis-work due rule with defaults applied.
+func (s *Sweeper) CachePolicy() CachePolicy {
+	p := CachePolicy{Grace: s.CacheGrace, MaxBackoff: s.CacheMaxBackoff}
+	if p.Grace <= 0 {
+		p.Grace = DefaultCacheGrace
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = DefaultCacheMaxBackoff
+	}
+	return p
+}
+
+// sweepCache completes due Redis work, batch by batch: one claim, one Redis
+// round trip, one statement to record the results.
+func (s *Sweeper) sweepCache(ctx context.Context, rep *SweepReport) error {
+	p, limit := s.CachePolicy(), s.CacheBatchSize
+	if limit <= 0 {
+		limit = DefaultCacheBatchSize
+	}
+	for range s.maxBatches() {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*time.Second {
+			break
+		}
+		rows, err := s.Outbox.ClaimCacheWork(ctx, p, limit)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		var (
+			works  []threads.CacheWork
+			done   []string
+			failed []Failure
+		)
+		for _, e := range rows {
+			w, err := e.CacheWork()
+			if err != nil {
+				s.logger().ErrorContext(ctx, "outbox row unusable", "job_id", e.ID, "kind", e.Kind, "error", err.Error())
+				failed = append(failed, Failure{ID: e.ID, Cause: err.Error(), Dead: true})
+				continue
+			}
+			works = append(works, w)
+		}
+		if len(works) > 0 {
+			for i, err := range s.Cache.Repair(ctx, works) {
+				if err == nil {
+					done = append(done, works[i].ID)
+					continue
+				}
+				failed = append(failed, Failure{ID: works[i].ID, Cause: "redis: " + err.Error()})
+			}
+		}
+		// Recorded even when the invocation's deadline is what failed the
+		// repairs.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = s.Outbox.FinishCacheWork(fctx, done, failed)
+		cancel()
+		if err != nil {
+			return err
+		}
+		rep.CacheDone += len(done)
+		rep.CacheFailed += len(failed)
+		if len(failed) > 0 {
+			s.logger().WarnContext(ctx, "redis work not completed; it stays due", "rows", len(failed), "first_error", failed[0].Cause)
+		}
+		if len(rows) < limit || len(done) == 0 {
+			break // worked off, or Redis is down: try next sweep
+		}
+	}
+	return nil
 }
 
 // send re-sends rows concurrently and undoes the claim of each that fails.

@@ -16,9 +16,9 @@ import (
 type Worker struct {
 	Outbox    Outbox
 	Destroyer Destroyer
-	// Cache applies cache repairs. When nil, cache_repair rows fail (and
-	// stay pending) until a cache is configured.
-	Cache threads.Cache
+	// Cache completes Redis work delivered by the queue (legacy
+	// cache_repair messages). When nil, such rows fail and stay pending.
+	Cache Repairer
 	Log   *slog.Logger
 
 	// Lease is how long a claimed row stays reserved for this worker. It
@@ -97,7 +97,7 @@ func (w *Worker) handle(ctx context.Context, job Job) error {
 	switch e.Kind {
 	case KindTeardown:
 		return w.teardown(ctx, log, e)
-	case KindCacheRepair:
+	case KindCacheRepair, KindRedisWork:
 		return w.repair(ctx, log, e)
 	default:
 		cause := "unknown outbox kind " + e.Kind
@@ -134,7 +134,7 @@ func (w *Worker) teardown(ctx context.Context, log *slog.Logger, e Entry) error 
 }
 
 func (w *Worker) repair(ctx context.Context, log *slog.Logger, e Entry) error {
-	inv, err := e.Invalidation()
+	work, err := e.CacheWork()
 	if err != nil {
 		log.ErrorContext(ctx, "outbox row unusable", "error", err.Error())
 		return w.fail(ctx, log, e.ID, err.Error(), true, nil)
@@ -142,15 +142,15 @@ func (w *Worker) repair(ctx context.Context, log *slog.Logger, e Entry) error {
 	if w.Cache == nil {
 		return w.fail(ctx, log, e.ID, "no cache configured", false, errors.New("cleanup: no cache configured"))
 	}
-	if err := w.Cache.Invalidate(ctx, inv); err != nil {
-		log.WarnContext(ctx, "cache repair failed; will be retried", "account_id", inv.AccountID, "error", err.Error())
+	if err := w.Cache.Repair(ctx, []threads.CacheWork{work})[0]; err != nil {
+		log.WarnContext(ctx, "cache repair failed; will be retried", "error", err.Error())
 		return w.fail(ctx, log, e.ID, err.Error(), false, err)
 	}
 	if err := w.Outbox.Complete(ctx, e.ID); err != nil {
 		log.ErrorContext(ctx, "cache repaired but completion not recorded", "error", err.Error())
 		return err
 	}
-	log.InfoContext(ctx, "cache repaired", "account_id", inv.AccountID)
+	log.InfoContext(ctx, "cache repaired")
 	return nil
 }
 

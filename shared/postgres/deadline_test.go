@@ -29,7 +29,7 @@ func TestDeleteWithDeadlineIsOneRoundTripAndLeavesNoSetting(t *testing.T) {
 	}
 
 	trips := w.proxy.RoundTrips()
-	del, err := w.store.Delete(ctx, threads.Request{ThreadID: th, Caller: user(owner)})
+	del, err := w.store.Delete(ctx, threads.Request{ThreadIDs: []string{th}, Caller: user(owner)})
 	if err != nil || del.Outcome != threads.OutcomeDeleted || !del.ProjectDeleted {
 		t.Fatalf("delete: %+v, %v", del, err)
 	}
@@ -75,7 +75,7 @@ func TestDeleteAbandonedAtTheDeadlineNeverCommitsLater(t *testing.T) {
 	ctx, cancel := context.WithTimeout(bg, budget)
 	defer cancel()
 	start := time.Now()
-	_, err = w.store.Delete(ctx, threads.Request{ThreadID: th, Caller: user(owner)})
+	_, err = w.store.Delete(ctx, threads.Request{ThreadIDs: []string{th}, Caller: user(owner)})
 	if took := time.Since(start); took >= budget+100*time.Millisecond {
 		t.Fatalf("gave up after %v with a %v budget", took, budget)
 	}
@@ -92,7 +92,7 @@ func TestDeleteAbandonedAtTheDeadlineNeverCommitsLater(t *testing.T) {
 
 	// The delete goes through once the lock is free.
 	w.proxy.Refuse(false)
-	del, err := w.store.Delete(bg, threads.Request{ThreadID: th, Caller: user(owner)})
+	del, err := w.store.Delete(bg, threads.Request{ThreadIDs: []string{th}, Caller: user(owner)})
 	if err != nil || del.Outcome != threads.OutcomeDeleted {
 		t.Fatalf("delete after the lock was released: %+v, %v", del, err)
 	}

@@ -42,6 +42,22 @@ func outboxCause(s string) string {
 
 const outboxColumns = `id::text, kind, status, payload, attempts, sends, next_attempt_at, coalesce(last_error, ''), created_at`
 
+// outboxColumnsOf is outboxColumns qualified by a table alias.
+func outboxColumnsOf(alias string) string {
+	a := alias + "."
+	return a + "id::text, " + a + "kind, " + a + "status, " + a + "payload, " + a + "attempts, " + a + "sends, " +
+		a + "next_attempt_at, coalesce(" + a + "last_error, ''), " + a + "created_at"
+}
+
+// scanEntry reads the outboxColumns of one row.
+func scanEntry(r pgx.CollectableRow) (cleanup.Entry, error) {
+	var e cleanup.Entry
+	var payload []byte
+	err := r.Scan(&e.ID, &e.Kind, &e.Status, &payload, &e.Attempts, &e.Sends, &e.NextAttemptAt, &e.LastError, &e.CreatedAt)
+	e.Payload = payload
+	return e, err
+}
+
 // Claim leases row id for lease when it is not done and not leased by
 // someone else, and says how it found the row otherwise.
 func (s *OutboxStore) Claim(ctx context.Context, id string, lease time.Duration) (cleanup.Entry, cleanup.Claim, error) {
@@ -153,14 +169,15 @@ func (s *OutboxStore) Fail(ctx context.Context, id, cause string, dead bool) err
 	return nil
 }
 
-// outboxDue is the sweeper's due rule (see cleanup.Sweeper); $1 is
-// ResendAfter. A row never re-sent (sends = 0) still carries its insert
+// outboxDue is the sweeper's due rule for teardowns (see cleanup.Sweeper);
+// $1 is ResendAfter. A row never re-sent (sends = 0) still carries its insert
 // time, the moment delete-thread sent it, in next_attempt_at; after a
 // re-send next_attempt_at is the time the next one is due. The
 // `next_attempt_at <= now()` term lets the partial index
 // outbox_pending_due_idx bound the scan.
 const outboxDue = `
-	status = 'pending'
+	kind = 'sandbox_teardown'
+	AND status = 'pending'
 	AND (locked_until IS NULL OR locked_until <= now())
 	AND next_attempt_at <= now()
 	AND (sends > 0 OR next_attempt_at <= now() - $1::interval)`
@@ -245,4 +262,76 @@ func (s *OutboxStore) Bury(ctx context.Context, p cleanup.DuePolicy) (int, error
 		return 0, fmt.Errorf("outbox: bury exhausted rows: %w", err)
 	}
 	return int(n), nil
+}
+
+// ClaimCacheWork claims due Redis-work rows (cleanup.CachePolicy): pending,
+// written at least Grace ago, and past next_attempt_at. In the same statement
+// it counts the attempt and moves next_attempt_at by the backoff, so an
+// overlapping sweep skips the rows (SKIP LOCKED, then no longer due) and a
+// sweep that dies leaves them due again later. No lease: completing Redis
+// work twice is harmless (its marker makes the second a no-op).
+func (s *OutboxStore) ClaimCacheWork(ctx context.Context, p cleanup.CachePolicy, limit int) ([]cleanup.Entry, error) {
+	var entries []cleanup.Entry
+	err := retryUnsent(ctx, func() error {
+		rows, err := s.Pool.Query(ctx, `
+			WITH due AS (
+				SELECT id FROM thread_delete.outbox
+				 WHERE status = 'pending'
+				   AND next_attempt_at <= now()
+				   AND kind IN ('redis_work', 'cache_repair')
+				   AND created_at <= now() - $1::interval
+				 ORDER BY next_attempt_at
+				 LIMIT $3
+				 FOR UPDATE SKIP LOCKED
+			)
+			UPDATE thread_delete.outbox o
+			   SET attempts = o.attempts + 1,
+			       next_attempt_at = now() + LEAST($1::interval * power(2, LEAST(o.attempts, 30)), $2::interval),
+			       updated_at = now()
+			  FROM due
+			 WHERE o.id = due.id
+			RETURNING `+outboxColumnsOf("o")+``,
+			p.Grace, p.MaxBackoff, limit)
+		if err != nil {
+			return err
+		}
+		entries, err = pgx.CollectRows(rows, scanEntry)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: claim due redis work: %w", err)
+	}
+	return entries, nil
+}
+
+// FinishCacheWork records the results of one batch of Redis work in one
+// statement: done rows are completed, failed ones keep their cause (and are
+// marked dead when retrying cannot help).
+func (s *OutboxStore) FinishCacheWork(ctx context.Context, done []string, failed []cleanup.Failure) error {
+	if len(done) == 0 && len(failed) == 0 {
+		return nil
+	}
+	ids := append([]string(nil), done...)
+	causes := make([]string, len(done), len(done)+len(failed))
+	dead := make([]bool, len(done), len(done)+len(failed))
+	for _, f := range failed {
+		ids = append(ids, f.ID)
+		causes = append(causes, outboxCause(f.Cause))
+		dead = append(dead, f.Dead)
+	}
+	err := retryUnsent(ctx, func() error {
+		_, err := s.Pool.Exec(ctx, `
+			UPDATE thread_delete.outbox o
+			   SET status = CASE WHEN r.cause = '' THEN 'done' WHEN r.dead THEN 'dead' ELSE o.status END,
+			       done_at = CASE WHEN r.cause = '' THEN now() ELSE o.done_at END,
+			       last_error = CASE WHEN r.cause = '' THEN o.last_error ELSE r.cause END,
+			       updated_at = now()
+			  FROM unnest($1::uuid[], $2::text[], $3::boolean[]) AS r(id, cause, dead)
+			 WHERE o.id = r.id AND o.status = 'pending'`, ids, causes, dead)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: record redis work results: %w", err)
+	}
+	return nil
 }

@@ -180,7 +180,7 @@ func raceDeletes(ids []string, caller threads.Caller, deleters []func(context.Co
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			<-start
-			del, err := deleters[i](ctx, threads.Request{ThreadID: id, Caller: caller})
+			del, err := deleters[i](ctx, threads.Request{ThreadIDs: []string{id}, Caller: caller})
 			out[i] = deleteResult{threadID: id, del: del, err: err}
 		}()
 	}
@@ -500,7 +500,7 @@ func asyncDelete(s *postgres.Store, thread string, caller threads.Caller) <-chan
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		del, err := s.Delete(ctx, threads.Request{ThreadID: thread, Caller: caller})
+		del, err := s.Delete(ctx, threads.Request{ThreadIDs: []string{thread}, Caller: caller})
 		ch <- deleteResult{threadID: thread, del: del, err: err}
 	}()
 	return ch
@@ -559,7 +559,7 @@ func TestRaceDeleteAndThreadInsertIntoTheProject(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				d, err := store.Delete(ctx, threads.Request{ThreadID: p.roots[0], Caller: user(p.owner)})
+				d, err := store.Delete(ctx, threads.Request{ThreadIDs: []string{p.roots[0]}, Caller: user(p.owner)})
 				del = deleteResult{p.roots[0], d, err}
 			}()
 			go func() {
@@ -679,7 +679,7 @@ func TestRaceDeleteAndMessageInsertIntoTheThread(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				d, err := store.Delete(ctx, threads.Request{ThreadID: target, Caller: user(p.owner)})
+				d, err := store.Delete(ctx, threads.Request{ThreadIDs: []string{target}, Caller: user(p.owner)})
 				del = deleteResult{target, d, err}
 			}()
 			go func() {
@@ -788,7 +788,7 @@ func TestRaceManyProjectsAndAccounts(t *testing.T) {
 				<-start
 				for j := range next {
 					cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					del, err := s.Delete(cctx, threads.Request{ThreadID: j.thread, Caller: j.caller})
+					del, err := s.Delete(cctx, threads.Request{ThreadIDs: []string{j.thread}, Caller: j.caller})
 					cancel()
 					if err != nil {
 						errs <- fmt.Errorf("delete %s: %w", j.thread, err)

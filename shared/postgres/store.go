@@ -25,150 +25,142 @@ type Store struct {
 
 var _ threads.Store = (*Store)(nil)
 
-// deleteSQL runs the whole delete: thread_delete.delete_thread (migration
-// 0002, a function so that its plans are cached per connection) first locks
-// the thread's project row, so that deletes of the same project's threads
-// serialise and inserts of new threads into the project (whose foreign-key
-// check takes a KEY SHARE lock on it) wait. Under READ COMMITTED its next
-// statement takes its snapshot only after this lock is granted, so it sees
-// every delete that committed meanwhile: that is what makes the "was this
-// the last thread?" decision race-free. That statement is a single one of
-// data-modifying CTEs. Parameters: $1 thread id; $2 caller user id (JWT) or
-// NULL; $3, $4 the API key's public part and secret hash, or NULL.
-//
-//   - key/caller: the API key, when given, is resolved to its account's
-//     primary owner here rather than in a separate query. The hashes are
-//     compared through sha256 on both sides, so the comparison's timing does
-//     not depend on how many leading characters of the stored hash match.
-//   - target: the thread, row-locked (a concurrent delete of the same thread
-//     waits, then finds nothing: 404, never a double delete).
-//   - allowed: the write rule — admin/super_admin, the owning user, or a
-//     member of the owning account. Public projects grant nothing.
-//   - doomed: the thread and its descendant sub-agent threads.
-//   - agent runs (FK NO ACTION, so they must go explicitly) and documents
-//     (explicitly too: the composite foreign key does not cover rows whose
-//     account_id is NULL) are deleted, then the threads; their messages go
-//     by ON DELETE CASCADE. Kortix's counter trigger fires once per message
-//     either way, after the thread row is gone, so each firing updates
-//     nothing; it is most of the cost of a long thread (make bench: Order). An
-//     explicit DELETE of the messages as well made PostgreSQL visit every
-//     message twice (the cascade scans again what the statement deleted):
-//     23% more work outside the trigger at 100k messages.
-//   - Rows are matched with = ANY (ARRAY(SELECT ... FROM doomed)) rather
-//     than joined with doomed: the planner guesses a recursive CTE at ten
-//     times its seed, and with that guess it hashed whole tables instead of
-//     using the thread_id indexes (a typical delete took 1 ms longer).
-//   - The number of messages deleted is read from the threads' own
-//     counters (total_message_count, kept by that trigger): no scan.
-//   - project: deleted only when no thread outside doomed remains in it; its
-//     sandbox teardown is written to the outbox in the same transaction.
-//   - touch_key: last_used_at at most once a minute, and only when the
-//     thread exists (a 404 writes nothing).
-const deleteSQL = `SELECT * FROM thread_delete.delete_thread($1::uuid, $2::uuid, $3::text, $4::text)`
+// deleteSQL runs the whole delete: thread_delete.delete_threads_v1
+// (migration 0004) decides each requested id, takes its locks in
+// PostgreSQL's own order, closes the sub-agent set under fresh snapshots,
+// deletes, and records the follow-up (teardowns, Redis work) in the outbox.
+// It is a function so that PostgreSQL plans its statements once per
+// connection: the functions send unnamed statements, which RDS Proxy and
+// transaction-mode poolers never pin, and so could not reuse plans
+// otherwise. The SQL documents each step. Parameters: $1 the requested ids;
+// $2 the caller's user id (JWT) or NULL; $3, $4 the API key's public part
+// and secret hash, or NULL; $5 the JWT's session id when sessions must
+// still exist, or NULL.
+const deleteSQL = `SELECT thread_delete.delete_threads_v1($1::uuid[], $2::uuid, $3::text, $4::text, $5::uuid)`
 
-// Delete runs the lock and the delete statement as one pipelined batch: the
-// extended protocol's single Sync makes the batch one implicit transaction
-// (any error rolls all of it back) and one network round trip.
+// summary is the JSON the delete function returns.
+type summary struct {
+	Auth      string             `json:"auth"`
+	Forbidden []string           `json:"forbidden"`
+	Threads   []string           `json:"threads"`
+	Messages  int64              `json:"messages"`
+	Runs      int64              `json:"runs"`
+	Teardowns []threads.Teardown `json:"teardowns"`
+	Work      *threads.CacheWork `json:"work"`
+}
+
+// Delete runs the settings and the delete function as one pipelined batch:
+// the extended protocol's single Sync makes the batch one implicit
+// transaction (any error rolls all of it back) and one network round trip.
+// A batch that lost a deadlock or a serialization conflict was rolled back
+// whole, so it is sent once more at once; a second loss is a 503.
 func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deletion, error) {
-	var userID, publicKey, secretHash any
+	var userID, publicKey, secretHash, sessionID any
 	if k := req.Caller.APIKey; k != nil {
 		publicKey, secretHash = k.PublicKey, k.SecretHash
 	} else {
 		userID = req.Caller.UserID
+		if req.Caller.SessionID != "" {
+			sessionID = req.Caller.SessionID
+		}
 	}
 
-	var del threads.Deletion
+	var sum summary
+	sends := 0
 	run := func() error {
-		del = threads.Deletion{}
+		sends++
+		sum = summary{}
 		b := &pgx.Batch{}
-		timeout, bounded := serverTimeout(ctx)
-		if bounded {
-			b.Queue(setTimeoutSQL, timeout)
-		}
-		b.Queue(deleteSQL, req.ThreadID, userID, publicKey, secretHash)
+		statementTimeout, lockTimeout := serverTimeouts(ctx)
+		b.Queue(settingsSQL, statementTimeout, lockTimeout)
+		b.Queue(deleteSQL, req.ThreadIDs, userID, publicKey, secretHash, sessionID)
 		br := s.Pool.SendBatch(ctx, b)
 		defer br.Close()
-		if bounded {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
-		var (
-			authenticated, found, allowed bool
-			accountID, projectID, jobID   *string
-			payload                       []byte
-			touched                       int64
-		)
-		if err := br.QueryRow().Scan(&authenticated, &found, &allowed, &accountID, &projectID,
-			&del.ThreadIDs, &del.Messages, &del.Runs, &del.ProjectDeleted, &jobID, &payload, &touched); err != nil {
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		switch {
-		case !authenticated:
-			del.Outcome = threads.OutcomeInvalidAPIKey
-		case !found:
-			del.Outcome = threads.OutcomeNotFound
-		case !allowed:
-			del.Outcome = threads.OutcomeForbidden
-		default:
-			del.Outcome = threads.OutcomeDeleted
+		var raw []byte
+		if err := br.QueryRow().Scan(&raw); err != nil {
+			return err
 		}
-		del.AccountID, del.ProjectID = deref(accountID), deref(projectID)
-		if jobID != nil {
-			t := threads.Teardown{}
-			if err := json.Unmarshal(payload, &t); err != nil {
-				return fmt.Errorf("postgres: outbox payload: %w", err)
-			}
-			t.JobID = *jobID
-			del.Teardown = &t
+		if err := json.Unmarshal(raw, &sum); err != nil {
+			return fmt.Errorf("postgres: delete summary: %w", err)
 		}
 		return br.Close()
 	}
 
-	if err := retryUnsent(ctx, run); err != nil {
+	err := retryUnsent(ctx, run)
+	if isConflict(err) && ctx.Err() == nil {
+		err = retryUnsent(ctx, run)
+	}
+	if err != nil {
 		return threads.Deletion{}, classify(err)
+	}
+	switch sum.Auth {
+	case "ok":
+	case "invalid_api_key":
+		return threads.Deletion{}, threads.ErrInvalidAPIKey
+	case "session_revoked":
+		return threads.Deletion{}, threads.ErrSessionRevoked
+	default:
+		return threads.Deletion{}, fmt.Errorf("postgres: delete summary: unknown auth %q", sum.Auth)
+	}
+	del := threads.Deletion{
+		Forbidden:  sum.Forbidden,
+		Messages:   sum.Messages,
+		Runs:       sum.Runs,
+		Teardowns:  sum.Teardowns,
+		RoundTrips: sends,
+	}
+	if sum.Work != nil {
+		del.Work = *sum.Work
 	}
 	return del, nil
 }
 
-// setTimeoutSQL gives the batch's transaction a server-side time limit.
-// When the caller's deadline passes, pgx abandons the connection and asks
-// the server to cancel the statement on a second connection; if that cancel
-// request is lost (the Lambda environment is frozen right after answering,
-// or the connection cannot be opened), a delete waiting on a lock would go
-// on and commit after the caller was told 503 "nothing changed", and its
-// Redis follow-up would never run. With statement_timeout (local to this
-// transaction) the server gives up by itself at the caller's deadline.
-const setTimeoutSQL = `SELECT set_config('statement_timeout', $1::text, true)`
+// isConflict reports a transaction that PostgreSQL rolled back to resolve a
+// deadlock or a serialization conflict: sending it again is safe.
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// settingsSQL gives the batch's transaction its limits, transaction-local
+// (is_local = true), never at connection start: transaction-mode poolers
+// (Supabase's, PgBouncer, RDS Proxy) refuse or pin sessions for startup
+// parameters, and a SET would leak to the next client of the server
+// connection.
+//
+//   - statement_timeout ($1, empty for none): when the caller's deadline
+//     passes, pgx abandons the connection and asks the server to cancel on a
+//     second connection; if that cancel request is lost (the Lambda
+//     environment is frozen right after answering, or the connection cannot
+//     be opened), a delete waiting on a lock would go on and commit after the
+//     caller was told 503, and its Redis follow-up would wait for the
+//     sweeper. With statement_timeout the server gives up by itself at the
+//     caller's deadline.
+//   - lock_timeout ($2): a lock held by a stuck transaction must not eat the
+//     whole budget.
+const settingsSQL = `SELECT set_config('lock_timeout', $2::text, true),
+       CASE WHEN $1::text <> '' THEN set_config('statement_timeout', $1::text, true) END`
 
 // serverTimeoutMargin makes the server give up slightly before the caller
 // does, so that its error (a 503 for the client) still arrives in time.
 const serverTimeoutMargin = 50 * time.Millisecond
 
-// serverTimeout returns the statement_timeout setting, in milliseconds,
-// matching ctx's deadline; false when ctx has none.
-func serverTimeout(ctx context.Context) (string, bool) {
+// maxLockWait bounds every lock wait of the delete.
+const maxLockWait = 5 * time.Second
+
+// serverTimeouts returns the statement_timeout ("" when ctx has no
+// deadline) and lock_timeout settings, in milliseconds.
+func serverTimeouts(ctx context.Context) (statement, lock string) {
+	lockMS := maxLockWait.Milliseconds()
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return "", false
+		return "", strconv.FormatInt(lockMS, 10)
 	}
-	ms := (time.Until(dl) - serverTimeoutMargin).Milliseconds()
-	return strconv.FormatInt(max(ms, 1), 10), true // 0 would mean no limit
-}
-
-// RecordCacheRepair stores an invalidation that failed inline, for the
-// cleanup worker. It costs a second round trip, paid only on that failure.
-func (s *Store) RecordCacheRepair(ctx context.Context, inv threads.Invalidation, cause string) error {
-	payload, err := json.Marshal(inv)
-	if err != nil {
-		return err
-	}
-	return classify(retryUnsent(ctx, func() error {
-		_, err := s.Pool.Exec(ctx, `
-			INSERT INTO thread_delete.outbox (kind, payload, last_error)
-			VALUES ('cache_repair', $1::jsonb, $2::text)`, string(payload), truncate(cause, 500))
-		return err
-	}))
+	ms := max((time.Until(dl) - serverTimeoutMargin).Milliseconds(), 1) // 0 would mean no limit
+	return strconv.FormatInt(ms, 10), strconv.FormatInt(min(ms, lockMS), 10)
 }
 
 // classify wraps errors that mean "the database could not be reached or

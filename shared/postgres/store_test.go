@@ -114,7 +114,7 @@ func TestDeleteOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := tc.setup()
 			before := w.Snapshot()
-			del, err := w.store.Delete(ctx, threads.Request{ThreadID: sc.threadID, Caller: sc.caller})
+			del, err := w.store.Delete(ctx, threads.Request{ThreadIDs: []string{sc.threadID}, Caller: sc.caller})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +171,7 @@ func TestDeleteLastThreadDeletesProjectAndRecordsOneTeardown(t *testing.T) {
 			w.Content(t1, 10, 2, 2)
 			outboxBefore := w.Count(`SELECT count(*) FROM thread_delete.outbox`)
 
-			del, err := w.store.Delete(ctx, threads.Request{ThreadID: t1, Caller: user(owner)})
+			del, err := w.store.Delete(ctx, threads.Request{ThreadIDs: []string{t1}, Caller: user(owner)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,7 +222,7 @@ func TestDeleteSubAgentThreads(t *testing.T) {
 	for _, th := range []string{root, child, grandchild} {
 		w.Content(th, 4, 2, 1) // agent runs (FK NO ACTION) on every level
 	}
-	del, err := w.store.Delete(context.Background(), threads.Request{ThreadID: root, Caller: user(owner)})
+	del, err := w.store.Delete(context.Background(), threads.Request{ThreadIDs: []string{root}, Caller: user(owner)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,10 +262,10 @@ func TestDeleteIsOneRoundTrip(t *testing.T) {
 		req    threads.Request
 		expect threads.Outcome
 	}{
-		{"not found", threads.Request{ThreadID: testenv.NewUUID(), Caller: user(owner)}, threads.OutcomeNotFound},
-		{"forbidden", threads.Request{ThreadID: first, Caller: user(stranger)}, threads.OutcomeForbidden},
-		{"not last", threads.Request{ThreadID: first, Caller: user(owner)}, threads.OutcomeDeleted},
-		{"last, with sandbox", threads.Request{ThreadID: last, Caller: user(owner)}, threads.OutcomeDeleted},
+		{"not found", threads.Request{ThreadIDs: []string{testenv.NewUUID()}, Caller: user(owner)}, threads.OutcomeNotFound},
+		{"forbidden", threads.Request{ThreadIDs: []string{first}, Caller: user(stranger)}, threads.OutcomeForbidden},
+		{"not last", threads.Request{ThreadIDs: []string{first}, Caller: user(owner)}, threads.OutcomeDeleted},
+		{"last, with sandbox", threads.Request{ThreadIDs: []string{last}, Caller: user(owner)}, threads.OutcomeDeleted},
 	}
 	for _, tc := range cases {
 		before := w.proxy.RoundTrips()
@@ -292,7 +292,7 @@ func TestDeleteRetriesOnceOnADeadIdleConnection(t *testing.T) {
 	}
 	w.proxy.CutAll() // the idle pooled connection dies (as after a Lambda freeze)
 	time.Sleep(50 * time.Millisecond)
-	del, err := w.store.Delete(ctx, threads.Request{ThreadID: t1, Caller: user(owner)})
+	del, err := w.store.Delete(ctx, threads.Request{ThreadIDs: []string{t1}, Caller: user(owner)})
 	if err != nil {
 		t.Fatalf("delete over a dead pooled connection: %v", err)
 	}
@@ -307,7 +307,7 @@ func TestDeleteUnreachableDatabaseIsUnavailable(t *testing.T) {
 	w.proxy.CutAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := w.store.Delete(ctx, threads.Request{ThreadID: testenv.NewUUID(), Caller: user(testenv.NewUUID())})
+	_, err := w.store.Delete(ctx, threads.Request{ThreadIDs: []string{testenv.NewUUID()}, Caller: user(testenv.NewUUID())})
 	if !errors.Is(err, threads.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}

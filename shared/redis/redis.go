@@ -1,5 +1,6 @@
-// Package redis keeps Kortix's Redis counters and caches in step with a
-// committed delete (go-redis v9; standalone or cluster-mode ElastiCache).
+// Package redis keeps Kortix's Redis counters and caches in step with
+// committed deletes, and tells the agents of deleted threads to stop
+// (go-redis v9; standalone or cluster-mode ElastiCache).
 package redis
 
 import (
@@ -9,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -19,17 +21,77 @@ func accountStateKey(account string) string  { return "cache:account_state:" + a
 func projectMetaKey(project string) string   { return "project_meta:" + project }
 func messageHistoryKey(thread string) string { return "message_history:" + thread }
 
-// MarkerKey is where a standalone server remembers (for MarkerTTL) that
-// the invalidation of a deletion was applied.
-func MarkerKey(deletion string) string { return "thread_delete:invalidated:" + deletion }
+// ControlChannel is where Kortix's workers listen for the signals of one
+// agent run; StopSignal tells the worker running it to stop (Kortix's own
+// stop path publishes the same).
+func ControlChannel(run string) string { return "agent_run:" + run + ":control" }
 
-// MarkerTTL is how long a standalone server remembers that an invalidation
-// was applied, so that a repair retried within that time does nothing.
-const MarkerTTL = 24 * time.Hour
+// StopSignal is the payload of the stop message.
+const StopSignal = "STOP"
 
-// decrementLua lowers a counter by ARGV[1] on the server, atomically, only
-// if the key exists and never below zero; the key's TTL is kept. A value
-// that is not a number is deleted so that Kortix recomputes it.
+// MarkerKey is where a standalone server records that the work of outbox
+// row id was applied, inline or as a repair.
+func MarkerKey(id string) string { return "thread_delete:applied:" + id }
+
+// keyMarker is the cluster-mode marker of one key's part of the work of row
+// id. Its hash tag is the data key (or channel) itself, so the marker lives
+// in the same slot as the key and one script can test and set it together
+// with the change: every part of the work is applied exactly once, even when
+// one shard fails and the others do not.
+func keyMarker(key, id string) string { return "thread_delete:applied:{" + key + "}:" + id }
+
+// MarkerTTL is how long a marker is kept: far longer than the sweeper takes
+// to reach a row (about a minute). Should it come later still, the work is
+// applied again in its repair form, which is harmless.
+const MarkerTTL = time.Hour
+
+// opKind is one kind of change in a piece of work.
+type opKind int
+
+const (
+	opDecr    opKind = iota // lower a counter (repair form: delete it)
+	opDel                   // delete a cached key
+	opPublish               // publish the stop signal on a channel
+)
+
+// op is one change: key is the data key, or the channel for opPublish.
+type op struct {
+	kind opKind
+	key  string
+	by   int
+}
+
+// opsOf lists the changes of w, counters first.
+func opsOf(w threads.CacheWork) []op {
+	var ops, dels []op
+	for _, a := range w.Accounts {
+		if a.AccountID == "" {
+			continue
+		}
+		if a.Threads > 0 {
+			ops = append(ops, op{opDecr, threadCountKey(a.AccountID), a.Threads})
+		}
+		if a.Projects > 0 {
+			ops = append(ops, op{opDecr, projectCountKey(a.AccountID), a.Projects})
+		}
+		dels = append(dels, op{kind: opDel, key: accountStateKey(a.AccountID)})
+	}
+	for _, t := range w.ThreadIDs {
+		dels = append(dels, op{kind: opDel, key: messageHistoryKey(t)})
+	}
+	for _, p := range w.ProjectIDs {
+		dels = append(dels, op{kind: opDel, key: projectMetaKey(p)})
+	}
+	ops = append(ops, dels...)
+	for _, r := range w.StopRuns {
+		ops = append(ops, op{kind: opPublish, key: ControlChannel(r)})
+	}
+	return ops
+}
+
+// decrementLua lowers a counter by `by` on the server, atomically, only if
+// the key exists and never below zero; the key's TTL is kept. A value that
+// is not a number is deleted so that Kortix recomputes it.
 const decrementLua = `
 local function dec(key, by)
   if by <= 0 then return end
@@ -43,85 +105,151 @@ local function dec(key, by)
 end
 `
 
-// invalidateLua applies a whole invalidation atomically and at most once:
-// KEYS[1] marker, KEYS[2] thread_count, KEYS[3] project_count, KEYS[4..]
-// keys to delete; ARGV[1] threads deleted, ARGV[2] projects deleted, ARGV[3]
-// marker TTL in seconds. Returns 0 when the marker shows it was applied.
-const invalidateLua = decrementLua + `
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then return 0 end
-dec(KEYS[2], tonumber(ARGV[1]))
-dec(KEYS[3], tonumber(ARGV[2]))
-for i = 4, #KEYS do redis.call('DEL', KEYS[i]) end
+// workLua applies a whole piece of work atomically and at most once
+// (standalone server). KEYS[1] marker, KEYS[2 .. 1+n] counters, the rest
+// keys to delete; ARGV[1] marker TTL in seconds, ARGV[2] "1" for the repair
+// form, ARGV[3] n, ARGV[4 .. 3+n] what each counter loses, the rest channels
+// to publish the stop signal on. Returns 0 when the marker shows the work
+// was applied already.
+const workLua = decrementLua + `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  if ARGV[2] == '1' then redis.call('DEL', KEYS[1 + i]) else dec(KEYS[1 + i], tonumber(ARGV[3 + i])) end
+end
+for i = 2 + n, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 4 + n, #ARGV do redis.call('PUBLISH', ARGV[i], '` + StopSignal + `') end
 return 1
 `
 
-// decrementScript is the single-key form used in cluster mode, where keys of
-// one invalidation live in different hash slots.
-const decrementKeyLua = decrementLua + `
-dec(KEYS[1], tonumber(ARGV[1]))
+// opLua applies one change at most once (cluster mode). KEYS[1] the
+// marker, KEYS[2] the data key (absent for a publish); ARGV[1] marker TTL in
+// seconds, ARGV[2] the change: "decr", "del" or "publish", ARGV[3] the
+// amount or the channel.
+const opLua = decrementLua + `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if ARGV[2] == 'decr' then dec(KEYS[2], tonumber(ARGV[3]))
+elseif ARGV[2] == 'del' then redis.call('DEL', KEYS[2])
+else redis.call('PUBLISH', ARGV[3], '` + StopSignal + `') end
 return 1
 `
 
-// Cache implements threads.Cache.
+// Cache applies the Redis work of deletes: inline (threads.Cache) and as a
+// repair (cleanup.Repairer).
 type Cache struct {
 	Client goredis.UniversalClient
-	// Cluster selects per-key commands (cluster mode cannot run one script
-	// over keys in different slots). Repairs in cluster mode are then not
-	// guarded by the applied-marker: a repair after an ambiguous timeout may
-	// lower a counter twice (never below zero).
+	// Cluster selects one script per key (cluster mode cannot run one
+	// script over keys in different slots), each guarded by a marker in its
+	// key's slot.
 	Cluster bool
 }
 
-var _ threads.Cache = (*Cache)(nil)
+var (
+	_ threads.Cache    = (*Cache)(nil)
+	_ cleanup.Repairer = (*Cache)(nil)
+)
 
-// Invalidate applies inv in one round trip: one EVAL on a standalone
-// server, one pipeline per cluster node otherwise.
-func (c *Cache) Invalidate(ctx context.Context, inv threads.Invalidation) error {
-	threadsDeleted, projectsDeleted := len(inv.ThreadIDs), 0
-	if inv.ProjectDeleted {
-		projectsDeleted = 1
-	}
-	var drop []string
-	if inv.AccountID != "" {
-		drop = append(drop, accountStateKey(inv.AccountID))
-	} else {
-		threadsDeleted, projectsDeleted = 0, 0 // no owning account: no counters
-	}
-	if inv.ProjectDeleted && inv.ProjectID != "" {
-		drop = append(drop, projectMetaKey(inv.ProjectID))
-	}
-	for _, id := range inv.ThreadIDs {
-		drop = append(drop, messageHistoryKey(id))
-	}
-
-	if !c.Cluster {
-		keys := append([]string{MarkerKey(inv.Key), threadCountKey(inv.AccountID), projectCountKey(inv.AccountID)}, drop...)
-		// EVAL, not EVALSHA: a cold server would answer NOSCRIPT and cost a
-		// second round trip; the script is a few hundred bytes.
-		err := c.Client.Eval(ctx, invalidateLua, keys,
-			threadsDeleted, projectsDeleted, int(MarkerTTL.Seconds())).Err()
-		if err != nil {
-			return fmt.Errorf("redis: invalidate: %w", err)
-		}
-		return nil
-	}
-
-	_, err := c.Client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		if threadsDeleted > 0 {
-			p.Eval(ctx, decrementKeyLua, []string{threadCountKey(inv.AccountID)}, threadsDeleted)
-		}
-		if projectsDeleted > 0 {
-			p.Eval(ctx, decrementKeyLua, []string{projectCountKey(inv.AccountID)}, projectsDeleted)
-		}
-		for _, k := range drop {
-			p.Del(ctx, k) // one key per DEL: no CROSSSLOT
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("redis: invalidate: %w", err)
+// Apply applies w in one round trip: one EVAL on a standalone server, one
+// pipeline (one EVAL per key, each node's share sent at once) in cluster
+// mode. The marker makes applying it again a no-op.
+func (c *Cache) Apply(ctx context.Context, w threads.CacheWork) error {
+	if errs := c.run(ctx, []threads.CacheWork{w}, false); errs[0] != nil {
+		return fmt.Errorf("redis: apply work %s: %w", w.ID, errs[0])
 	}
 	return nil
+}
+
+// Repair applies each work in its repair form, in one round trip for the
+// batch: counters are deleted rather than lowered (Kortix rebuilds an absent
+// counter from the database), so repairing after the counter was rebuilt,
+// or repairing twice, stays right. Work whose marker is present was applied
+// already and is left alone.
+func (c *Cache) Repair(ctx context.Context, works []threads.CacheWork) []error {
+	return c.run(ctx, works, true)
+}
+
+// run sends the scripts of works in one pipeline and returns each work's
+// first error.
+func (c *Cache) run(ctx context.Context, works []threads.CacheWork, repair bool) []error {
+	ttl := int(MarkerTTL.Seconds())
+	pipe := c.Client.Pipeline()
+	cmds := make([][]*goredis.Cmd, len(works))
+	for i, w := range works {
+		ops := opsOf(w)
+		if !c.Cluster {
+			cmds[i] = []*goredis.Cmd{pipe.Eval(ctx, workLua, workKeys(w.ID, ops), workArgs(ttl, repair, ops)...)}
+			continue
+		}
+		for _, o := range ops {
+			cmds[i] = append(cmds[i], evalOp(ctx, pipe, o, w.ID, ttl, repair))
+		}
+	}
+	// EVAL, not EVALSHA: a cold server would answer NOSCRIPT and cost a
+	// second round trip; the scripts are a few hundred bytes.
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	errs := make([]error, len(works))
+	for i := range works {
+		for _, cmd := range cmds[i] {
+			if err := cmd.Err(); err != nil {
+				errs[i] = err
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// workKeys and workArgs lay out workLua's KEYS and ARGV for ops (counters
+// first, as opsOf returns them).
+func workKeys(id string, ops []op) []string {
+	keys := []string{MarkerKey(id)}
+	for _, o := range ops {
+		if o.kind != opPublish {
+			keys = append(keys, o.key)
+		}
+	}
+	return keys
+}
+
+func workArgs(ttl int, repair bool, ops []op) []any {
+	n := 0
+	for _, o := range ops {
+		if o.kind == opDecr {
+			n++
+		}
+	}
+	args := []any{ttl, boolArg(repair), n}
+	for _, o := range ops {
+		if o.kind == opDecr {
+			args = append(args, o.by)
+		}
+	}
+	for _, o := range ops {
+		if o.kind == opPublish {
+			args = append(args, o.key)
+		}
+	}
+	return args
+}
+
+// evalOp queues the cluster-mode script of one change.
+func evalOp(ctx context.Context, pipe goredis.Pipeliner, o op, id string, ttl int, repair bool) *goredis.Cmd {
+	marker := keyMarker(o.key, id)
+	switch {
+	case o.kind == opPublish:
+		return pipe.Eval(ctx, opLua, []string{marker}, ttl, "publish", o.key)
+	case o.kind == opDel || repair:
+		return pipe.Eval(ctx, opLua, []string{marker, o.key}, ttl, "del", 0)
+	default:
+		return pipe.Eval(ctx, opLua, []string{marker, o.key}, ttl, "decr", o.by)
+	}
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // Options tunes NewClient.

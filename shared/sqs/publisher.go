@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -44,9 +46,70 @@ func NewClient() *awssqs.Client {
 	})
 }
 
-// SendTeardown hands a committed teardown to the cleanup worker.
-func (p *Publisher) SendTeardown(ctx context.Context, t threads.Teardown) error {
-	return p.Send(ctx, TeardownMessage(t))
+// maxBatch is the most entries SQS takes in one SendMessageBatch.
+const maxBatch = 10
+
+// SendTeardowns hands committed teardowns to the cleanup worker: one
+// SendMessageBatch call per ten, the calls in flight at once, so that a
+// bulk delete that emptied many projects costs one round trip in time. An
+// entry SQS refused is reported in the error; its outbox row stays pending
+// and the sweeper re-sends it.
+func (p *Publisher) SendTeardowns(ctx context.Context, ts []threads.Teardown) error {
+	if len(ts) == 1 {
+		return p.Send(ctx, TeardownMessage(ts[0]))
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for start := 0; start < len(ts); start += maxBatch {
+		chunk := ts[start:min(start+maxBatch, len(ts))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.sendBatch(ctx, chunk); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// sendBatch sends up to ten teardowns in one call.
+func (p *Publisher) sendBatch(ctx context.Context, ts []threads.Teardown) error {
+	entries := make([]types.SendMessageBatchRequestEntry, 0, len(ts))
+	for i, t := range ts {
+		m := TeardownMessage(t)
+		body, err := Encode(m)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, types.SendMessageBatchRequestEntry{
+			Id:                aws.String(strconv.Itoa(i)),
+			MessageBody:       aws.String(string(body)),
+			MessageAttributes: kindAttribute(m.Kind),
+		})
+	}
+	out, err := p.Client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(p.QueueURL), Entries: entries})
+	if err != nil {
+		return fmt.Errorf("sqs: send %d teardowns: %w", len(ts), err)
+	}
+	if len(out.Failed) > 0 {
+		f := out.Failed[0]
+		return fmt.Errorf("sqs: %d of %d teardowns refused, first: %s %s", len(out.Failed), len(ts),
+			aws.ToString(f.Code), aws.ToString(f.Message))
+	}
+	return nil
+}
+
+func kindAttribute(kind string) map[string]types.MessageAttributeValue {
+	return map[string]types.MessageAttributeValue{
+		"kind": {DataType: aws.String("String"), StringValue: aws.String(kind)},
+	}
 }
 
 // Resend puts an outbox row back on the queue (the sweeper's port).
@@ -62,11 +125,9 @@ func (p *Publisher) Send(ctx context.Context, m Message) error {
 		return err
 	}
 	_, err = p.Client.SendMessage(ctx, &awssqs.SendMessageInput{
-		QueueUrl:    aws.String(p.QueueURL),
-		MessageBody: aws.String(string(body)),
-		MessageAttributes: map[string]types.MessageAttributeValue{
-			"kind": {DataType: aws.String("String"), StringValue: aws.String(m.Kind)},
-		},
+		QueueUrl:          aws.String(p.QueueURL),
+		MessageBody:       aws.String(string(body)),
+		MessageAttributes: kindAttribute(m.Kind),
 	})
 	if err != nil {
 		return fmt.Errorf("sqs: send %s %s: %w", m.Kind, m.JobID, err)

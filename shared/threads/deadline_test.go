@@ -19,10 +19,6 @@ func (s *hangingStore) Delete(ctx context.Context, _ threads.Request) (threads.D
 	return threads.Deletion{}, errors.Join(threads.ErrUnavailable, ctx.Err())
 }
 
-func (s *hangingStore) RecordCacheRepair(context.Context, threads.Invalidation, string) error {
-	return nil
-}
-
 func TestDatabasePhaseLeavesTimeToAnswer(t *testing.T) {
 	for _, budget := range []time.Duration{400 * time.Millisecond, time.Second} {
 		t.Run(budget.String(), func(t *testing.T) {
@@ -31,7 +27,7 @@ func TestDatabasePhaseLeavesTimeToAnswer(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), budget)
 			defer cancel()
 			callerDeadline, _ := ctx.Deadline()
-			_, err := d.Delete(ctx, threads.Request{ThreadID: "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10", Caller: threads.Caller{UserID: "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}})
+			_, err := d.Delete(ctx, threads.Request{ThreadIDs: []string{"7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10"}, Caller: threads.Caller{UserID: "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}})
 			if !errors.Is(err, threads.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrUnavailable", err)
 			}

@@ -2,7 +2,6 @@ package threads
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,11 +16,11 @@ type Result struct {
 }
 
 // Deleter deletes threads: one transaction in the Store, then, concurrently
-// and bounded in time, the cache invalidation and the teardown hand-off.
+// and bounded in time, the Redis work and the teardown hand-off.
 type Deleter struct {
 	Store Store
-	Cache Cache
-	Queue Queue // may be nil when no queue is configured; teardowns then wait for the sweeper
+	Cache Cache // may be nil: the sweeper then completes every delete's Redis work
+	Queue Queue // may be nil: teardowns then wait for the sweeper
 	Log   *slog.Logger
 
 	// FollowUpTimeout bounds the post-commit work (Redis, SQS) so that a
@@ -33,14 +32,17 @@ type Deleter struct {
 	MinDBTime time.Duration
 }
 
-// Delete deletes the thread named by req. See the package errors for the
-// failure cases; a nil error means the thread and its dependents are gone.
+// Delete deletes the threads named by req: the ids are validated
+// (ParseIDs) before any I/O, the store decides each one inside one
+// transaction, and the follow-up of whatever was deleted runs after the
+// commit. A nil error means the store committed; Result.Outcome tells what
+// became of each id.
 func (d *Deleter) Delete(ctx context.Context, req Request) (Result, error) {
-	id, err := ParseID(req.ThreadID)
+	ids, err := ParseIDs(req.ThreadIDs)
 	if err != nil {
 		return Result{}, err
 	}
-	req.ThreadID = id
+	req.ThreadIDs = ids
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d.minDBTime() {
 		return Result{}, ErrUnavailable
 	}
@@ -56,77 +58,46 @@ func (d *Deleter) Delete(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	switch del.Outcome {
-	case OutcomeDeleted:
-	case OutcomeNotFound:
-		return Result{Deletion: del}, ErrNotFound
-	case OutcomeForbidden:
-		return Result{Deletion: del}, ErrForbidden
-	case OutcomeInvalidAPIKey:
-		return Result{Deletion: del}, ErrInvalidAPIKey
-	default:
-		return Result{Deletion: del}, errors.New("threads: store returned no outcome")
-	}
-
 	res := Result{Deletion: del}
-	res.CacheErr, res.QueueErr = d.followUp(ctx, req.ThreadID, del)
+	if del.Work.ID != "" || len(del.Teardowns) > 0 {
+		res.CacheErr, res.QueueErr = d.followUp(ctx, del)
+	}
 	return res, nil
 }
 
-// followUp runs the Redis invalidation and the SQS send concurrently. Neither
-// can fail the request: a failed invalidation is recorded as a repair in the
-// outbox, a failed send leaves the teardown's outbox row pending for the
-// sweeper.
-func (d *Deleter) followUp(ctx context.Context, threadID string, del Deletion) (cacheErr, queueErr error) {
+// followUp applies the Redis work and sends the teardowns, concurrently.
+// Neither can fail the request, and neither writes anything back: both are
+// recorded in the outbox already. Redis work not applied here is completed
+// by the sweeper; a teardown not sent stays pending and the sweeper re-sends
+// it.
+func (d *Deleter) followUp(ctx context.Context, del Deletion) (cacheErr, queueErr error) {
 	// The work must not be cut short because the client went away, only by
 	// our own bound.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.followUpTimeout(ctx))
 	defer cancel()
 
-	inv := InvalidationFor(threadID, del)
 	var wg sync.WaitGroup
-	if del.Teardown != nil && d.Queue != nil {
+	if len(del.Teardowns) > 0 && d.Queue != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			queueErr = d.Queue.SendTeardown(ctx, *del.Teardown)
+			queueErr = d.Queue.SendTeardowns(ctx, del.Teardowns)
 		}()
 	}
-	if d.Cache != nil {
-		cacheErr = d.Cache.Invalidate(ctx, inv)
+	if d.Cache != nil && del.Work.ID != "" {
+		cacheErr = d.Cache.Apply(ctx, del.Work)
 	}
 	wg.Wait()
 
 	if queueErr != nil {
-		d.logger().Warn("teardown not queued; the sweeper will re-send it",
-			"job_id", del.Teardown.JobID, "error", queueErr.Error())
+		d.logger().WarnContext(ctx, "teardowns not queued; the sweeper will re-send them",
+			"teardowns", len(del.Teardowns), "error", queueErr.Error())
 	}
 	if cacheErr != nil {
-		d.logger().Warn("cache invalidation failed; repair recorded for the worker",
-			"thread_id", threadID, "account_id", inv.AccountID, "error", cacheErr.Error())
-		// The repair is written with a fresh, short deadline: the follow-up
-		// budget may be spent by the very timeout that failed.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer rcancel()
-		if err := d.Store.RecordCacheRepair(rctx, inv, cacheErr.Error()); err != nil {
-			d.logger().Error("cache repair could not be recorded",
-				"thread_id", threadID, "account_id", inv.AccountID,
-				"thread_ids", inv.ThreadIDs, "project_deleted", inv.ProjectDeleted,
-				"error", err.Error())
-		}
+		d.logger().WarnContext(ctx, "cache work not applied inline; the sweeper will complete it",
+			"job_id", del.Work.ID, "error", cacheErr.Error())
 	}
 	return cacheErr, queueErr
-}
-
-// InvalidationFor derives the Redis work owed for a committed deletion.
-func InvalidationFor(threadID string, del Deletion) Invalidation {
-	return Invalidation{
-		Key:            threadID,
-		AccountID:      del.AccountID,
-		ProjectID:      del.ProjectID,
-		ThreadIDs:      del.ThreadIDs,
-		ProjectDeleted: del.ProjectDeleted,
-	}
 }
 
 func (d *Deleter) followUpTimeout(ctx context.Context) time.Duration {
