@@ -30,7 +30,7 @@ func TestDeleteWithDeadlineIsOneRoundTripAndLeavesNoSetting(t *testing.T) {
 
 	trips := w.proxy.RoundTrips()
 	del, err := w.store.Delete(ctx, threads.Request{ThreadIDs: []string{th}, Caller: user(owner)})
-	if err != nil || del.Outcome != threads.OutcomeDeleted || !del.ProjectDeleted {
+	if err != nil || del.Outcome(th) != threads.OutcomeDeleted || len(del.Work.ProjectIDs) != 1 {
 		t.Fatalf("delete: %+v, %v", del, err)
 	}
 	if n := w.proxy.RoundTrips() - trips; n != 1 {
@@ -93,7 +93,7 @@ func TestDeleteAbandonedAtTheDeadlineNeverCommitsLater(t *testing.T) {
 	// The delete goes through once the lock is free.
 	w.proxy.Refuse(false)
 	del, err := w.store.Delete(bg, threads.Request{ThreadIDs: []string{th}, Caller: user(owner)})
-	if err != nil || del.Outcome != threads.OutcomeDeleted {
+	if err != nil || del.Outcome(th) != threads.OutcomeDeleted {
 		t.Fatalf("delete after the lock was released: %+v, %v", del, err)
 	}
 }

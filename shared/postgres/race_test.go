@@ -145,7 +145,11 @@ func (p project) threads() []string { return append(slices.Clone(p.roots), p.chi
 // seedProject creates a project with a sandbox and roots threads, each with
 // content, and a sub-agent child under each of the first children roots.
 func (w *raceWorld) seedProject(roots, children int) project {
-	owner := w.PersonalAccount()
+	return w.seedProjectOf(w.PersonalAccount(), roots, children)
+}
+
+// seedProjectOf is seedProject for a given owning account.
+func (w *raceWorld) seedProjectOf(owner string, roots, children int) project {
 	sb := "sb-" + testenv.NewUUID()[:8]
 	p := project{owner: owner, id: w.Project(owner, w.Sandbox(owner, sb), ""), sandbox: sb}
 	for range roots {
@@ -209,7 +213,7 @@ func checkAllGone(t *testing.T, w *raceWorld, p project, results []deleteResult)
 		if r.err != nil {
 			t.Fatalf("delete %s: %v", r.threadID, r.err)
 		}
-		switch r.del.Outcome {
+		switch r.del.Outcome(r.threadID) {
 		case threads.OutcomeDeleted:
 		case threads.OutcomeNotFound:
 			// Only a sub-agent thread may already be gone: with its parent.
@@ -218,24 +222,24 @@ func checkAllGone(t *testing.T, w *raceWorld, p project, results []deleteResult)
 			}
 			continue
 		default:
-			t.Fatalf("delete %s: outcome %v", r.threadID, r.del.Outcome)
+			t.Fatalf("delete %s: outcome %v", r.threadID, r.del.Outcome(r.threadID))
 		}
-		if len(r.del.ThreadIDs) == 0 || r.del.ThreadIDs[0] != r.threadID {
-			t.Fatalf("delete %s reports threads %v", r.threadID, r.del.ThreadIDs)
+		if !slices.Contains(r.del.Work.ThreadIDs, r.threadID) {
+			t.Fatalf("delete %s reports threads %v", r.threadID, r.del.Work.ThreadIDs)
 		}
-		for _, id := range r.del.ThreadIDs {
+		for _, id := range r.del.Work.ThreadIDs {
 			if by, dup := removedBy[id]; dup {
 				t.Fatalf("thread %s reported deleted twice (by %s and %s)", id, by, r.threadID)
 			}
 			removedBy[id] = r.threadID
 		}
-		if r.del.ProjectDeleted {
+		if len(r.del.Work.ProjectIDs) > 0 {
 			projectDeletions++
-			if r.del.Teardown == nil || r.del.Teardown.SandboxID != p.sandbox || r.del.Teardown.ProjectID != p.id {
-				t.Fatalf("project deleted without its teardown: %+v", r.del.Teardown)
+			if len(r.del.Teardowns) != 1 || r.del.Teardowns[0].SandboxID != p.sandbox || r.del.Teardowns[0].ProjectID != p.id {
+				t.Fatalf("project deleted without its teardown: %+v", r.del.Teardowns)
 			}
-		} else if r.del.Teardown != nil {
-			t.Fatalf("teardown %+v without project deletion", r.del.Teardown)
+		} else if len(r.del.Teardowns) != 0 {
+			t.Fatalf("teardowns %+v without project deletion", r.del.Teardowns)
 		}
 	}
 	for _, id := range p.threads() {
@@ -288,10 +292,10 @@ type recordingQueue struct {
 	sent []threads.Teardown
 }
 
-func (q *recordingQueue) SendTeardown(_ context.Context, td threads.Teardown) error {
+func (q *recordingQueue) SendTeardowns(_ context.Context, ts []threads.Teardown) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.sent = append(q.sent, td)
+	q.sent = append(q.sent, ts...)
 	return nil
 }
 
@@ -317,9 +321,6 @@ func deleters(stores []*postgres.Store, cache threads.Cache, queue threads.Queue
 			res, err := d.Delete(ctx, req)
 			if err == nil && (res.CacheErr != nil || res.QueueErr != nil) {
 				err = fmt.Errorf("follow-up failed: cache %v, queue %v", res.CacheErr, res.QueueErr)
-			}
-			if errors.Is(err, threads.ErrNotFound) {
-				err = nil // an outcome, checked by the caller
 			}
 			return res.Deletion, err
 		})
@@ -378,7 +379,7 @@ func TestRaceDeleterKeepsRedisCountersExact(t *testing.T) {
 					t.Fatal("the queued teardown does not carry its outbox row's id")
 				}
 				if n := w.Count(`SELECT count(*) FROM thread_delete.outbox WHERE kind = 'cache_repair'`); n != 0 {
-					t.Fatalf("%d cache repairs recorded with Redis up", n)
+					t.Fatalf("%d legacy cache repairs recorded", n)
 				}
 			}
 		})
@@ -420,11 +421,11 @@ func TestRaceSameThreadDeletedTwiceAtOnce(t *testing.T) {
 					if r.err != nil {
 						t.Fatal(r.err)
 					}
-					switch r.del.Outcome {
+					switch r.del.Outcome(th) {
 					case threads.OutcomeDeleted:
 						deleted++
-						if r.del.ProjectDeleted != tc.last {
-							t.Fatalf("project deleted = %v, want %v", r.del.ProjectDeleted, tc.last)
+						if got := len(r.del.Work.ProjectIDs) > 0; got != tc.last {
+							t.Fatalf("project deleted = %v, want %v", got, tc.last)
 						}
 					case threads.OutcomeNotFound:
 						notFound++
@@ -512,8 +513,8 @@ func asyncDelete(s *postgres.Store, thread string, caller threads.Caller) <-chan
 // and the project is gone with its one teardown.
 func checkThreadInsertRace(t *testing.T, w *raceWorld, p project, del deleteResult, newThread string, insertErr error) (inserted bool) {
 	t.Helper()
-	if del.err != nil || del.del.Outcome != threads.OutcomeDeleted {
-		t.Fatalf("delete: %v, %v", del.del.Outcome, del.err)
+	if del.err != nil || del.del.Outcome(p.roots[0]) != threads.OutcomeDeleted {
+		t.Fatalf("delete: %v, %v", del.del.Outcome(p.roots[0]), del.err)
 	}
 	if w.threadExists(p.roots[0]) {
 		t.Fatal("deleted thread still exists")
@@ -523,14 +524,14 @@ func checkThreadInsertRace(t *testing.T, w *raceWorld, p project, del deleteResu
 		if !w.threadExists(newThread) {
 			t.Fatal("the new thread was cascaded away with the project")
 		}
-		if !w.projectExists(p.id) || del.del.ProjectDeleted || w.teardowns(p.id) != 0 {
+		if !w.projectExists(p.id) || len(del.del.Work.ProjectIDs) > 0 || w.teardowns(p.id) != 0 {
 			t.Fatal("the project was deleted although a thread was added to it")
 		}
 	case isFKViolation(insertErr):
 		if w.threadExists(newThread) {
 			t.Fatal("the insert failed but its thread exists")
 		}
-		if w.projectExists(p.id) || !del.del.ProjectDeleted || w.teardowns(p.id) != 1 {
+		if w.projectExists(p.id) || len(del.del.Work.ProjectIDs) == 0 || w.teardowns(p.id) != 1 {
 			t.Fatal("the insert was refused but the project was kept")
 		}
 	default:
@@ -609,7 +610,7 @@ func TestRaceDeleteAndThreadInsertIntoTheProject(t *testing.T) {
 			t.Fatal(err)
 		}
 		del := <-pending
-		if del.err != nil || !del.del.ProjectDeleted || w.projectExists(p.id) || w.teardowns(p.id) != 1 {
+		if del.err != nil || len(del.del.Work.ProjectIDs) == 0 || w.projectExists(p.id) || w.teardowns(p.id) != 1 {
 			t.Fatalf("project not deleted after the competing insert rolled back: %+v, %v", del.del, del.err)
 		}
 		w.checkInvariants(t)
@@ -644,8 +645,8 @@ func TestRaceDeleteAndThreadInsertIntoTheProject(t *testing.T) {
 // without its thread and every surviving thread's counters are right.
 func checkMessageInsertRace(t *testing.T, w *raceWorld, thread string, del deleteResult, insertErr error) (inserted bool) {
 	t.Helper()
-	if del.err != nil || del.del.Outcome != threads.OutcomeDeleted {
-		t.Fatalf("delete: %v, %v", del.del.Outcome, del.err)
+	if del.err != nil || del.del.Outcome(thread) != threads.OutcomeDeleted {
+		t.Fatalf("delete: %v, %v", del.del.Outcome(thread), del.err)
 	}
 	if w.threadExists(thread) {
 		t.Fatal("deleted thread still exists")
@@ -697,7 +698,7 @@ func TestRaceDeleteAndMessageInsertIntoTheThread(t *testing.T) {
 			if siblingErr != nil {
 				t.Fatalf("a message into the sibling thread failed: %v", siblingErr)
 			}
-			if del.del.ProjectDeleted {
+			if len(del.del.Work.ProjectIDs) > 0 {
 				t.Fatal("project deleted although the sibling thread remains")
 			}
 			seen[checkMessageInsertRace(t, w, target, del, insertErr)]++
@@ -792,8 +793,8 @@ func TestRaceManyProjectsAndAccounts(t *testing.T) {
 					cancel()
 					if err != nil {
 						errs <- fmt.Errorf("delete %s: %w", j.thread, err)
-					} else if del.Outcome != threads.OutcomeDeleted && del.Outcome != threads.OutcomeNotFound {
-						errs <- fmt.Errorf("delete %s: outcome %v", j.thread, del.Outcome)
+					} else if o := del.Outcome(j.thread); o != threads.OutcomeDeleted && o != threads.OutcomeNotFound {
+						errs <- fmt.Errorf("delete %s: outcome %v", j.thread, o)
 					}
 				}
 			}()

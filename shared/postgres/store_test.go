@@ -118,8 +118,8 @@ func TestDeleteOutcomes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if del.Outcome != sc.outcome {
-				t.Fatalf("outcome = %v, want %v", del.Outcome, sc.outcome)
+			if got := del.Outcome(sc.threadID); got != sc.outcome {
+				t.Fatalf("outcome = %v, want %v", got, sc.outcome)
 			}
 			if !sc.changes {
 				if after := w.Snapshot(); !mapsEqual(before, after) {
@@ -135,8 +135,8 @@ func TestDeleteOutcomes(t *testing.T) {
 					t.Fatalf("%d %s rows left", n, table)
 				}
 			}
-			if del.ProjectID != sc.projectID {
-				t.Fatalf("project id = %q, want %q", del.ProjectID, sc.projectID)
+			if !slices.Equal(del.Work.ThreadIDs, []string{sc.threadID}) {
+				t.Fatalf("threads deleted = %v, want only %s", del.Work.ThreadIDs, sc.threadID)
 			}
 		})
 	}
@@ -175,8 +175,8 @@ func TestDeleteLastThreadDeletesProjectAndRecordsOneTeardown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if del.Outcome != threads.OutcomeDeleted || !del.ProjectDeleted {
-				t.Fatalf("outcome %v, project deleted %v", del.Outcome, del.ProjectDeleted)
+			if del.Outcome(t1) != threads.OutcomeDeleted || !slices.Equal(del.Work.ProjectIDs, []string{p}) {
+				t.Fatalf("outcome %v, projects deleted %v", del.Outcome(t1), del.Work.ProjectIDs)
 			}
 			if w.projectExists(p) {
 				t.Fatal("project survived its last thread")
@@ -186,15 +186,15 @@ func TestDeleteLastThreadDeletesProjectAndRecordsOneTeardown(t *testing.T) {
 			}
 			added := w.Count(`SELECT count(*) FROM thread_delete.outbox`) - outboxBefore
 			if tc.wantSandbox == "" {
-				if added != 0 || del.Teardown != nil {
-					t.Fatalf("teardown recorded for a project without sandbox: %d rows, %+v", added, del.Teardown)
+				if added != 1 || len(del.Teardowns) != 0 { // the Redis work row only
+					t.Fatalf("teardown recorded for a project without sandbox: %d rows, %+v", added, del.Teardowns)
 				}
 				return
 			}
-			if added != 1 || del.Teardown == nil {
-				t.Fatalf("want exactly one teardown, got %d rows, %+v", added, del.Teardown)
+			if added != 2 || len(del.Teardowns) != 1 { // the teardown and the Redis work
+				t.Fatalf("want exactly one teardown, got %d rows, %+v", added, del.Teardowns)
 			}
-			td := del.Teardown
+			td := del.Teardowns[0]
 			if td.SandboxID != tc.wantSandbox || td.ProjectID != p || td.AccountID != owner || td.ThreadID != t1 || td.ResourceID != res {
 				t.Fatalf("teardown = %+v", td)
 			}
@@ -226,16 +226,16 @@ func TestDeleteSubAgentThreads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if del.Outcome != threads.OutcomeDeleted {
-		t.Fatalf("outcome %v", del.Outcome)
+	if del.Outcome(root) != threads.OutcomeDeleted {
+		t.Fatalf("outcome %v", del.Outcome(root))
 	}
-	if len(del.ThreadIDs) != 3 || del.ThreadIDs[0] != root || !slices.Contains(del.ThreadIDs, child) || !slices.Contains(del.ThreadIDs, grandchild) {
-		t.Fatalf("thread ids = %v", del.ThreadIDs)
+	if got, want := del.Work.ThreadIDs, sorted(root, child, grandchild); !slices.Equal(got, want) {
+		t.Fatalf("thread ids = %v, want %v", got, want)
 	}
 	if del.Messages != 12 || del.Runs != 6 {
 		t.Fatalf("messages %d runs %d, want 12 and 6", del.Messages, del.Runs)
 	}
-	if del.ProjectDeleted || !w.threadExists(sibling) || !w.projectExists(p) {
+	if len(del.Work.ProjectIDs) != 0 || !w.threadExists(sibling) || !w.projectExists(p) {
 		t.Fatal("sibling thread or project was removed")
 	}
 	if n := w.Count(`SELECT count(*) FROM public.agent_runs`); n != 0 {
@@ -273,8 +273,8 @@ func TestDeleteIsOneRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if del.Outcome != tc.expect {
-			t.Fatalf("%s: outcome %v", tc.name, del.Outcome)
+		if got := del.Outcome(tc.req.ThreadIDs[0]); got != tc.expect {
+			t.Fatalf("%s: outcome %v", tc.name, got)
 		}
 		if n := w.proxy.RoundTrips() - before; n != 1 {
 			t.Errorf("%s: %d round trips to PostgreSQL, want 1", tc.name, n)
@@ -296,7 +296,7 @@ func TestDeleteRetriesOnceOnADeadIdleConnection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("delete over a dead pooled connection: %v", err)
 	}
-	if del.Outcome != threads.OutcomeDeleted || w.threadExists(t1) {
+	if del.Outcome(t1) != threads.OutcomeDeleted || w.threadExists(t1) {
 		t.Fatal("thread not deleted")
 	}
 }
@@ -323,4 +323,13 @@ func mapsEqual(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// sorted returns ids in ascending order, as the store reports them.
+func sorted(ids ...string) []string {
+	return slices.Sorted(slices.Values(ids))
+}
+
+func (w *world) teardowns(project string) int {
+	return w.Count(`SELECT count(*) FROM thread_delete.outbox WHERE kind = 'sandbox_teardown' AND payload->>'project_id' = $1`, project)
 }

@@ -201,3 +201,27 @@ func ServicePool(tb testing.TB, url string, maxConns int32) *pgxpool.Pool {
 	tb.Cleanup(pool.Close)
 	return pool
 }
+
+// Run creates an agent run of thread with status ('running', 'completed',
+// ...) and returns its id.
+func (s Seeder) Run(thread, status string) string {
+	s.TB.Helper()
+	id := NewUUID()
+	s.Exec(`INSERT INTO public.agent_runs (id, thread_id, status) VALUES ($1, $2, $3)`, id, thread, status)
+	return id
+}
+
+// Session signs user in (a Supabase Auth session, creating the auth.users
+// row when missing) and returns the session id; notAfter, when non-zero,
+// ends the session then.
+func (s Seeder) Session(user string, notAfter time.Time) string {
+	s.TB.Helper()
+	id := NewUUID()
+	var end any
+	if !notAfter.IsZero() {
+		end = notAfter
+	}
+	s.Exec(`INSERT INTO auth.users (id) VALUES ($1) ON CONFLICT DO NOTHING`, user)
+	s.Exec(`INSERT INTO auth.sessions (id, user_id, created_at, aal, not_after) VALUES ($1, $2, now(), 'aal1', $3)`, id, user, end)
+	return id
+}

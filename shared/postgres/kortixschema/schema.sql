@@ -160,3 +160,35 @@ CREATE TABLE public.api_keys (
     updated_at      timestamptz DEFAULT now()
 );
 CREATE INDEX idx_api_keys_account_id ON public.api_keys (account_id);
+
+-- Supabase Auth's sessions (GoTrue's auth.sessions, the columns it
+-- defines): a row exists while the user is signed in; signing out deletes
+-- it, and not_after (when set) ends it. Access tokens carry its id as
+-- session_id; with JWT_REQUIRE_SESSION the delete requires it to exist.
+CREATE SCHEMA IF NOT EXISTS auth;
+
+CREATE TYPE auth.aal_level AS ENUM ('aal1', 'aal2', 'aal3');
+
+CREATE TABLE auth.users (
+    id         uuid PRIMARY KEY,
+    email      varchar(255),
+    created_at timestamptz DEFAULT now(),
+    updated_at timestamptz DEFAULT now()
+);
+
+CREATE TABLE auth.sessions (
+    id           uuid PRIMARY KEY,
+    user_id      uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    created_at   timestamptz,
+    updated_at   timestamptz,
+    factor_id    uuid,
+    aal          auth.aal_level,
+    not_after    timestamptz,
+    refreshed_at timestamp,
+    user_agent   text,
+    ip           inet,
+    tag          text
+);
+CREATE INDEX sessions_user_id_idx ON auth.sessions (user_id);
+CREATE INDEX sessions_not_after_idx ON auth.sessions (not_after DESC);
+CREATE INDEX user_id_created_at_idx ON auth.sessions (user_id, created_at);
