@@ -110,15 +110,18 @@ end
 // keys to delete; ARGV[1] marker TTL in seconds, ARGV[2] "1" for the repair
 // form, ARGV[3] n, ARGV[4 .. 3+n] what each counter loses, the rest channels
 // to publish the stop signal on. Returns 0 when the marker shows the work
-// was applied already.
+// was applied already. The marker is set last: Redis does not roll back a
+// script that fails midway (a key of the wrong type), so a marker set first
+// would hide the unfinished rest from the repair.
 const workLua = decrementLua + `
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = tonumber(ARGV[3])
 for i = 1, n do
   if ARGV[2] == '1' then redis.call('DEL', KEYS[1 + i]) else dec(KEYS[1 + i], tonumber(ARGV[3 + i])) end
 end
 for i = 2 + n, #KEYS do redis.call('DEL', KEYS[i]) end
 for i = 4 + n, #ARGV do redis.call('PUBLISH', ARGV[i], '` + StopSignal + `') end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 `
 
@@ -127,10 +130,11 @@ return 1
 // seconds, ARGV[2] the change: "decr", "del" or "publish", ARGV[3] the
 // amount or the channel.
 const opLua = decrementLua + `
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[2] == 'decr' then dec(KEYS[2], tonumber(ARGV[3]))
 elseif ARGV[2] == 'del' then redis.call('DEL', KEYS[2])
 else redis.call('PUBLISH', ARGV[3], '` + StopSignal + `') end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 `
 
