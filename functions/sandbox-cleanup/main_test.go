@@ -149,10 +149,11 @@ func TestEndToEnd(t *testing.T) {
 	dt.AddSandbox(td.SandboxID)
 	td.JobID = insert("sandbox_teardown", td)
 
-	// A cache repair recorded because Redis was down during the delete.
+	// A cache repair an earlier version recorded because Redis was down
+	// during the delete, still on the queue.
 	deleted := testenv.NewUUID()
-	inv := threads.Invalidation{Key: deleted, AccountID: acct, ProjectID: td.ProjectID, ThreadIDs: []string{deleted}, ProjectDeleted: true}
-	repairID := insert("cache_repair", inv)
+	repairID := insert("cache_repair", map[string]any{"key": deleted, "account_id": acct, "project_id": td.ProjectID,
+		"thread_ids": []string{deleted}, "project_deleted": true})
 	rdb.Set(ctx, "thread_count:"+acct, 3, 0)
 	rdb.Set(ctx, "project_count:"+acct, 1, 0)
 	rdb.Set(ctx, "cache:account_state:"+acct, "{}", 0)
@@ -189,11 +190,9 @@ func TestEndToEnd(t *testing.T) {
 	if n := seed.Count(`SELECT count(*) FROM thread_delete.outbox WHERE status = 'done' AND id IN ($1, $2)`, td.JobID, repairID); n != 2 {
 		t.Fatalf("%d of 2 outbox rows done\n%s", n, fn.Logs())
 	}
-	if v := rdb.Get(ctx, "thread_count:"+acct).Val(); v != "2" {
-		t.Fatalf("thread_count %q, want 2", v)
-	}
-	if v := rdb.Get(ctx, "project_count:"+acct).Val(); v != "0" {
-		t.Fatalf("project_count %q, want 0", v)
+	// The repair form: the counters are deleted for Kortix to rebuild.
+	if n := rdb.Exists(ctx, "thread_count:"+acct, "project_count:"+acct).Val(); n != 0 {
+		t.Fatalf("%d counters survived the repair", n)
 	}
 	if n := rdb.Exists(ctx, "cache:account_state:"+acct, "message_history:"+deleted, "project_meta:"+td.ProjectID).Val(); n != 0 {
 		t.Fatalf("%d cache keys survived", n)
@@ -203,9 +202,33 @@ func TestEndToEnd(t *testing.T) {
 	stuck := insert("sandbox_teardown", threads.Teardown{SandboxID: "sb-stuck", AccountID: acct})
 	seed.Exec(`UPDATE thread_delete.outbox SET next_attempt_at = now() - interval '2 minutes' WHERE id = $1`, stuck)
 	fresh := insert("sandbox_teardown", threads.Teardown{SandboxID: "sb-fresh", AccountID: acct})
+	// ... and the Redis work of a delete whose inline application never
+	// happened is completed in place once its grace has passed.
+	other, thread, run := testenv.NewUUID(), testenv.NewUUID(), testenv.NewUUID()
+	work := insert("redis_work", threads.CacheWork{Accounts: []threads.AccountDelta{{AccountID: other, Threads: 1}},
+		ThreadIDs: []string{thread}, StopRuns: []string{run}})
+	seed.Exec(`UPDATE thread_delete.outbox SET created_at = now() - interval '2 minutes' WHERE id = $1`, work)
+	rdb.Set(ctx, "thread_count:"+other, 4, 0)
+	rdb.Set(ctx, "message_history:"+thread, "[]", 0)
+	stop := rdb.Subscribe(ctx, "agent_run:"+run+":control")
+	defer stop.Close()
+	if _, err := stop.Receive(ctx); err != nil { // the subscription is confirmed
+		t.Fatal(err)
+	}
 	out = fn.Invoke(t, []byte(`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2025-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}`))
-	if string(out) != `{"resent":1,"failed":0,"dead":0}` {
+	if string(out) != `{"resent":1,"failed":0,"dead":0,"cache_done":1,"cache_failed":0}` {
 		t.Fatalf("sweep answered %s\n%s", out, fn.Logs())
+	}
+	if n := seed.Count(`SELECT count(*) FROM thread_delete.outbox WHERE id = $1 AND status = 'done'`, work); n != 1 {
+		t.Fatal("redis work row not done")
+	}
+	if n := rdb.Exists(ctx, "thread_count:"+other, "message_history:"+thread).Val(); n != 0 {
+		t.Fatalf("%d keys survived the repair", n)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if msg, err := stop.ReceiveMessage(rctx); err != nil || msg.Payload != "STOP" {
+		t.Fatalf("agent run told %v (%v), want STOP", msg, err)
 	}
 	msgs, err := testenv.SQSClient(ep).ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
 	if err != nil || len(msgs.Messages) != 1 {

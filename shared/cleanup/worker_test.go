@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -107,18 +108,23 @@ func job(msgID, outboxID string) cleanup.Job {
 	return cleanup.Job{ID: msgID, OutboxID: outboxID, Kind: cleanup.KindTeardown}
 }
 
-// fakeCache records invalidations and fails while err is set.
+// fakeCache records the work it is asked to repair and fails while err is
+// set.
 type fakeCache struct {
 	mu    sync.Mutex
-	calls []threads.Invalidation
+	calls []threads.CacheWork
 	err   error
 }
 
-func (c *fakeCache) Invalidate(_ context.Context, inv threads.Invalidation) error {
+func (c *fakeCache) Repair(_ context.Context, works []threads.CacheWork) []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.calls = append(c.calls, inv)
-	return c.err
+	c.calls = append(c.calls, works...)
+	errs := make([]error, len(works))
+	for i := range errs {
+		errs[i] = c.err
+	}
+	return errs
 }
 
 func TestTeardownDone(t *testing.T) {
@@ -349,12 +355,24 @@ func TestExpiredLeaseIsTakenOver(t *testing.T) {
 	}
 }
 
+// legacyRepair is the payload an earlier version recorded in a
+// cache_repair row when its inline invalidation failed.
+type legacyRepair struct {
+	Key            string   `json:"key"`
+	AccountID      string   `json:"account_id"`
+	ProjectID      string   `json:"project_id"`
+	ThreadIDs      []string `json:"thread_ids"`
+	ProjectDeleted bool     `json:"project_deleted"`
+}
+
+// A cache_repair message (an earlier version's, still on the queue) has
+// its row's work completed in the repair form.
 func TestCacheRepair(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
-	inv := threads.Invalidation{Key: testenv.NewUUID(), AccountID: testenv.NewUUID(), ProjectID: testenv.NewUUID(),
-		ThreadIDs: []string{testenv.NewUUID()}, ProjectDeleted: true}
+	inv := legacyRepair{Key: testenv.NewUUID(), AccountID: testenv.NewUUID(), ProjectID: testenv.NewUUID(),
+		ThreadIDs: []string{testenv.NewUUID(), testenv.NewUUID()}, ProjectDeleted: true}
 	id := w.outboxRow(cleanup.KindCacheRepair, inv)
 	repair := cleanup.Job{ID: "r", OutboxID: id, Kind: cleanup.KindCacheRepair}
 
@@ -374,11 +392,12 @@ func TestCacheRepair(t *testing.T) {
 		t.Fatalf("row %+v", r)
 	}
 	if len(w.cache.calls) != 2 {
-		t.Fatalf("%d invalidations, want 2", len(w.cache.calls))
+		t.Fatalf("%d repairs, want 2", len(w.cache.calls))
 	}
-	got := w.cache.calls[1]
-	if got.Key != inv.Key || got.AccountID != inv.AccountID || got.ProjectID != inv.ProjectID || !got.ProjectDeleted || !slices.Equal(got.ThreadIDs, inv.ThreadIDs) {
-		t.Fatalf("applied %+v, want %+v", got, inv)
+	want := threads.CacheWork{ID: id, Accounts: []threads.AccountDelta{{AccountID: inv.AccountID, Threads: 2, Projects: 1}},
+		ThreadIDs: inv.ThreadIDs, ProjectIDs: []string{inv.ProjectID}}
+	if got := w.cache.calls[1]; !reflect.DeepEqual(got, want) {
+		t.Fatalf("repaired %+v, want %+v", got, want)
 	}
 	if w.daytona.TotalCalls() != 0 {
 		t.Fatal("a cache repair called Daytona")
@@ -390,6 +409,40 @@ func TestCacheRepair(t *testing.T) {
 	noCache.Cache = nil
 	if failed := noCache.Handle(ctx, []cleanup.Job{{ID: "r2", OutboxID: id2}}); len(failed) != 1 || w.row(id2).Status != "pending" {
 		t.Fatalf("no cache: failed %v, row %+v", failed, w.row(id2))
+	}
+}
+
+// Redis work delivered by the queue is completed like a legacy repair; a
+// row whose payload cannot be read is marked dead and acknowledged.
+func TestRedisWorkDelivered(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx := context.Background()
+	work := threads.CacheWork{Accounts: []threads.AccountDelta{{AccountID: testenv.NewUUID(), Threads: 1}},
+		ThreadIDs: []string{testenv.NewUUID()}, StopRuns: []string{testenv.NewUUID()}}
+	id := w.outboxRow(cleanup.KindRedisWork, work)
+	empty := w.outboxRow(cleanup.KindRedisWork, threads.CacheWork{})
+	garbled := w.outboxRow(cleanup.KindRedisWork, map[string]any{"accounts": "all of them"})
+	legacyEmpty := w.outboxRow(cleanup.KindCacheRepair, map[string]any{"key": "k"})
+
+	failed := w.worker.Handle(ctx, []cleanup.Job{{ID: "w", OutboxID: id}, {ID: "e", OutboxID: empty},
+		{ID: "g", OutboxID: garbled}, {ID: "l", OutboxID: legacyEmpty}})
+	if len(failed) != 0 {
+		t.Fatalf("failed %v", failed)
+	}
+	if r := w.row(id); r.Status != "done" || r.Attempts != 1 {
+		t.Fatalf("row %+v", r)
+	}
+	work.ID = id
+	if len(w.cache.calls) != 1 || !reflect.DeepEqual(w.cache.calls[0], work) {
+		t.Fatalf("repaired %+v, want [%+v]", w.cache.calls, work)
+	}
+	for _, tc := range []struct{ id, cause string }{
+		{empty, "names no account"}, {garbled, "redis work payload"}, {legacyEmpty, "names no account"},
+	} {
+		if r := w.row(tc.id); r.Status != "dead" || !strings.Contains(r.LastError, tc.cause) {
+			t.Errorf("unusable row: %+v, want dead with %q", r, tc.cause)
+		}
 	}
 }
 

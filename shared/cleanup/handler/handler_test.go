@@ -228,11 +228,11 @@ func TestThroughTheQueue(t *testing.T) {
 	w := newWorld(t, 1*time.Second, 3)
 	td, _ := w.teardown()
 	w.daytona.FailNext(td.SandboxID, 1, 409) // the first attempt meets a sandbox still starting
-	if err := w.pub.SendTeardown(context.Background(), td); err != nil {
+	if err := w.pub.SendTeardowns(context.Background(), []threads.Teardown{td}); err != nil {
 		t.Fatal(err)
 	}
 	// A duplicate send (delete-thread's send plus an early sweep).
-	if err := w.pub.SendTeardown(context.Background(), td); err != nil {
+	if err := w.pub.SendTeardowns(context.Background(), []threads.Teardown{td}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -265,7 +265,7 @@ func TestRepeatedFailureReachesTheDLQ(t *testing.T) {
 	w := newWorld(t, 1*time.Second, maxReceive)
 	td, resourceID := w.teardown()
 	w.daytona.FailNext(td.SandboxID, 100, 503)
-	if err := w.pub.SendTeardown(context.Background(), td); err != nil {
+	if err := w.pub.SendTeardowns(context.Background(), []threads.Teardown{td}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -295,5 +295,35 @@ func TestRepeatedFailureReachesTheDLQ(t *testing.T) {
 	}
 	if n := w.Count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'active'`, resourceID); n != 1 {
 		t.Fatal("resource changed although the teardown never succeeded")
+	}
+}
+
+// A bulk delete hands many teardowns over in batches; the worker receives
+// each once and completes it.
+func TestBatchedTeardownsThroughTheQueue(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, 30*time.Second, 0)
+	var tds []threads.Teardown
+	for range 12 {
+		td, _ := w.teardown()
+		tds = append(tds, td)
+	}
+	if err := w.pub.SendTeardowns(context.Background(), tds); err != nil {
+		t.Fatal(err)
+	}
+	for handled := 0; handled < len(tds); {
+		n := w.receiveAndHandle(t)
+		if n == 0 {
+			t.Fatalf("queue empty after %d of %d messages", handled, len(tds))
+		}
+		handled += n
+	}
+	for _, td := range tds {
+		if s, attempts, _ := w.status(td.JobID); s != "done" || attempts != 1 || w.daytona.Calls(td.SandboxID) != 1 || w.daytona.Exists(td.SandboxID) {
+			t.Fatalf("teardown %s: row %s after %d attempts, %d Daytona calls", td.JobID, s, attempts, w.daytona.Calls(td.SandboxID))
+		}
+	}
+	if n := w.receiveAndHandle(t); n != 0 {
+		t.Fatalf("%d more messages after every teardown arrived once", n)
 	}
 }
