@@ -41,10 +41,10 @@ func benchRoundTrips(b *testing.B) {
 		run func(f fixture) error
 	}{
 		{"ours", "thread not found (404)", shape{threads: 1}, func(f fixture) error {
-			return expect(attempt(ours, f.owner, testenv.NewUUID()), threads.ErrNotFound)
+			return attemptExpecting(ours, f.owner, testenv.NewUUID(), threads.OutcomeNotFound)
 		}},
 		{"ours", "caller may not write (403)", typical, func(f fixture) error {
-			return expect(attempt(ours, stranger, f.threads[0]), threads.ErrForbidden)
+			return attemptExpecting(ours, stranger, f.threads[0], threads.OutcomeForbidden)
 		}},
 		{"ours", "delete 1 of 2 threads", typical, func(f fixture) error {
 			return attempt(ours, f.owner, f.threads[0])
@@ -119,21 +119,21 @@ func benchRoundTrips(b *testing.B) {
 }
 
 // attempt deletes thread as caller through d with the Lambda's budget,
-// and fails on follow-up errors as on the delete's own.
+// and fails unless the thread was deleted and the follow-ups succeeded.
 func attempt(d *threads.Deleter, caller, thread string) error {
+	return attemptExpecting(d, caller, thread, threads.OutcomeDeleted)
+}
+
+// attemptExpecting is attempt for a delete whose outcome for thread must be
+// want (not found, forbidden, deleted).
+func attemptExpecting(d *threads.Deleter, caller, thread string, want threads.Outcome) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := d.Delete(ctx, threads.Request{ThreadIDs: []string{thread}, Caller: threads.Caller{UserID: caller}})
-	return errors.Join(err, res.CacheErr, res.QueueErr)
-}
-
-// expect turns the wanted error into success and anything else into an
-// error.
-func expect(err, want error) error {
-	if errors.Is(err, want) {
-		return nil
+	if got := res.Outcome(thread); err == nil && got != want {
+		err = fmt.Errorf("thread %s: %s, want %s", thread, got, want)
 	}
-	return fmt.Errorf("got %v, want %v", err, want)
+	return errors.Join(err, res.CacheErr, res.QueueErr)
 }
 
 // span formats a count that should not vary: "1", or "1–2" if it did.
