@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -264,10 +265,19 @@ func TestAPIKeyRefusedWithoutSecret(t *testing.T) {
 	expect(t, s.delete(t, th, map[string]string{"x-api-key": key}), 401, map[string]string{"detail": "Invalid API key"})
 }
 
-func TestRedisDownStillSucceedsAndRecordsTheRepair(t *testing.T) {
+// Redis down: the delete still answers 200 at once, and its Redis work,
+// recorded in the same transaction, is completed by the sweeper once Redis
+// is back, in the repair form (counters deleted: Kortix rebuilds them).
+func TestRedisDownStillSucceedsAndTheSweeperCompletesTheWork(t *testing.T) {
 	s := newStack(t, stackOptions{})
+	ctx := context.Background()
 	owner := s.PersonalAccount()
-	th := s.Thread(owner, s.Project(owner, "", ""), "")
+	p := s.Project(owner, "", "")
+	th := s.Thread(owner, p, "")
+	run := s.Run(th, "running")
+	s.rdb.Set(ctx, "thread_count:"+owner, "3", 0)
+	s.rdb.Set(ctx, "project_count:"+owner, "2", 0)
+	s.rdb.Set(ctx, "message_history:"+th, "[]", 0)
 	s.rdProxy.Refuse(true)
 	s.rdProxy.CutAll()
 	start := time.Now()
@@ -275,8 +285,33 @@ func TestRedisDownStillSucceedsAndRecordsTheRepair(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("took %v with Redis down", d)
 	}
-	if n := s.Count(`SELECT count(*) FROM thread_delete.outbox WHERE kind = 'cache_repair' AND status = 'pending' AND payload->>'account_id' = $1 AND payload->'thread_ids' ? $2`, owner, th); n != 1 {
-		t.Fatalf("%d cache repairs recorded, want 1", n)
+	if n := s.Count(`SELECT count(*) FROM thread_delete.outbox WHERE kind = 'redis_work' AND status = 'pending' AND payload->'thread_ids' ? $1`, th); n != 1 {
+		t.Fatalf("%d redis work rows pending, want 1", n)
+	}
+	if got := s.rdb.Get(ctx, "thread_count:"+owner).Val(); got != "3" {
+		t.Fatalf("thread_count = %s while Redis was unreachable", got)
+	}
+
+	control := s.listenControl(t)
+	s.rdProxy.Refuse(false)
+	s.Exec(`UPDATE thread_delete.outbox SET created_at = now() - interval '1 hour' WHERE kind = 'redis_work'`)
+	rep := s.sweep(t)
+	if rep.CacheDone != 1 || rep.CacheFailed != 0 {
+		t.Fatalf("sweep = %+v, want one row completed", rep)
+	}
+	want := map[string]string{
+		"thread_count:" + owner:  "<absent>",
+		"project_count:" + owner: "<absent>",
+		"message_history:" + th:  "<absent>",
+	}
+	if got := s.redisState(slicesOf(want)...); !maps.Equal(got, want) {
+		t.Fatalf("redis = %v\nwant    %v", got, want)
+	}
+	if got := control.drain(t); !reflect.DeepEqual(got, map[string][]string{"agent_run:" + run + ":control": {"STOP"}}) {
+		t.Fatalf("control channels got %v, want one STOP for run %s", got, run)
+	}
+	if n := s.Count(`SELECT count(*) FROM thread_delete.outbox WHERE kind = 'redis_work' AND status = 'done'`); n != 1 {
+		t.Fatal("the completed work is not marked done")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kortix-ai/thread-delete/shared/apigw"
 	"github.com/kortix-ai/thread-delete/shared/auth"
+	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 	"github.com/kortix-ai/thread-delete/shared/redis"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
@@ -179,4 +180,78 @@ func expect(t *testing.T, resp events.APIGatewayV2HTTPResponse, status int, body
 			t.Fatalf("body = %v, want %v", got, body)
 		}
 	}
+}
+
+// waitFor polls cond until it holds, failing the test after within: the
+// condition, not a guessed sleep, is what a test waits for.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// controlListener receives every message published on Kortix's agent
+// control channels (agent_run:*:control) of the stack's Redis.
+type controlListener struct {
+	ps  *goredis.PubSub
+	rdb *goredis.Client
+}
+
+// listenControl subscribes before returning, so nothing published after it
+// is missed.
+func (s *stack) listenControl(t *testing.T) *controlListener {
+	t.Helper()
+	ctx := context.Background()
+	ps := s.rdb.PSubscribe(ctx, "agent_run:*:control")
+	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ps.Close() })
+	return &controlListener{ps: ps, rdb: s.rdb}
+}
+
+// drain returns what was published per channel since the last drain. It
+// publishes a sentinel and reads up to it: Redis delivers in order, so
+// everything published before is in hand, and "nothing" is a sure answer
+// rather than a timeout.
+func (l *controlListener) drain(t *testing.T) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const sentinel = "agent_run:test-sentinel:control"
+	if err := l.rdb.Publish(ctx, sentinel, "end").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for {
+		m, err := l.ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("control channels: %v", err)
+		}
+		if m.Channel == sentinel {
+			return got
+		}
+		got[m.Channel] = append(got[m.Channel], m.Payload)
+	}
+}
+
+// sweep runs one outbox sweep against the stack's database, Redis and
+// queue, as the scheduled sandbox-cleanup function does.
+func (s *stack) sweep(t *testing.T) cleanup.SweepReport {
+	t.Helper()
+	sw := &cleanup.Sweeper{
+		Outbox: &postgres.OutboxStore{Pool: s.Pool},
+		Queue:  &sqs.Publisher{Client: s.sqs, QueueURL: s.queueURL},
+		Cache:  &redis.Cache{Client: s.rdb},
+	}
+	rep, err := sw.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,37 @@ func TestEvents(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("bulk-delete.json", func(t *testing.T) {
+		var e events.APIGatewayV2HTTPRequest
+		decodeStrict(t, filepath.Join(dir, "bulk-delete.json"), &e)
+		const route = "POST /threads/bulk-delete"
+		if e.Version != "2.0" || e.RouteKey != route || e.RequestContext.RouteKey != route || e.RawPath != "/threads/bulk-delete" ||
+			e.RequestContext.HTTP.Method != "POST" || e.RequestContext.HTTP.Path != e.RawPath || e.IsBase64Encoded {
+			t.Errorf("not a payload 2.0 event of %s: %+v", route, e)
+		}
+		bearer(t, e)
+		var body struct {
+			ThreadIDs []string `json:"thread_ids"`
+		}
+		dec := json.NewDecoder(strings.NewReader(e.Body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || len(body.ThreadIDs) == 0 {
+			t.Fatalf("body %q is not {\"thread_ids\": [...]}: %v", e.Body, err)
+		}
+		for _, id := range body.ThreadIDs {
+			if !uuidRE.MatchString(id) {
+				t.Errorf("thread id %q is not a UUID", id)
+			}
+		}
+		if !slices.Contains(body.ThreadIDs, demoThread) {
+			t.Error("the demo thread is not among the ids")
+		}
+		if e.Headers["content-length"] != strconv.Itoa(len(e.Body)) {
+			t.Errorf("content-length %s, body is %d bytes", e.Headers["content-length"], len(e.Body))
+		}
+	})
+	covered = append(covered, "bulk-delete.json")
 
 	t.Run("sqs-teardown.json", func(t *testing.T) {
 		var e events.SQSEvent

@@ -21,6 +21,10 @@ type Proxy struct {
 	delay   atomic.Int64 // added before each client flight, in nanoseconds
 	refuse  atomic.Bool  // close new connections at once
 	cutNext atomic.Int64 // close the connection on the next client flight when > 0
+	// dropReply, when 1, makes the next client flight reach the server but
+	// its reply never reach the client: the connection is closed as the
+	// server starts answering.
+	dropReply atomic.Int64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -53,6 +57,13 @@ func (p *Proxy) Refuse(on bool) { p.refuse.Store(on) }
 // CutOnNextFlight closes a connection the moment the client sends its next
 // flight, before forwarding it: a connection lost mid-request.
 func (p *Proxy) CutOnNextFlight() { p.cutNext.Store(1) }
+
+// DropNextReply forwards the next client flight to the server and closes
+// the connection when the server's answer comes, without passing it on: a
+// reply lost on the way back. PostgreSQL answers a pipelined batch after its
+// Sync, once the implicit transaction has committed, so for a delete this is
+// "the commit happened and the client never heard".
+func (p *Proxy) DropNextReply() { p.dropReply.Store(1) }
 
 // CutAll closes every open connection.
 func (p *Proxy) CutAll() {
@@ -107,13 +118,16 @@ func (p *Proxy) handle(client net.Conn) {
 		p.track(client, false)
 		p.track(server, false)
 	}()
-	var serverSpoke atomic.Bool
+	var serverSpoke, dropping atomic.Bool
 	serverSpoke.Store(true) // the first client bytes start a flight
 	done := make(chan struct{}, 2)
 	go func() { // server -> client
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := server.Read(buf)
+			if n > 0 && dropping.Load() {
+				break // the reply is lost: the client sees the connection close
+			}
 			if n > 0 {
 				serverSpoke.Store(true)
 				if _, werr := client.Write(buf[:n]); werr != nil {
@@ -137,6 +151,9 @@ func (p *Proxy) handle(client net.Conn) {
 						break
 					}
 					p.flights.Add(1)
+					if p.dropReply.CompareAndSwap(1, 0) {
+						dropping.Store(true)
+					}
 					if d := time.Duration(p.delay.Load()); d > 0 {
 						time.Sleep(d)
 					}
