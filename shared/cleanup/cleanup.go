@@ -153,9 +153,10 @@ func (p DuePolicy) Backoff(sends int) time.Duration {
 }
 
 // Destroyer deletes a sandbox at the sandbox provider. A nil error means the
-// sandbox is gone or going (a provider's "not found" is success too). An
-// error whose Retryable method reports false is permanent; any other error
-// is worth retrying later.
+// sandbox is gone or going (the provider's own answer that the sandbox does
+// not exist is success too; an answer from anything else, such as a wrong
+// endpoint, is not). An error whose Retryable method reports false is
+// permanent (needs an operator); any other error is worth retrying later.
 type Destroyer interface {
 	DeleteSandbox(ctx context.Context, id string) error
 }

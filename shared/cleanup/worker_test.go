@@ -1,10 +1,14 @@
 package cleanup_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -411,5 +415,109 @@ func TestDeadlineStillRecordsTheFailure(t *testing.T) {
 	}
 	if r := w.row(jobID); r.Attempts != 1 || r.Leased || r.LastError == "" {
 		t.Fatalf("row %+v", r)
+	}
+}
+
+// logRecords captures a logger's records as JSON lines.
+type logRecords struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logRecords) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logRecords) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
+
+// errorsMentioning returns the ERROR records whose text contains s.
+func (l *logRecords) errorsMentioning(t *testing.T, s string) []string {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var found []string
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		var r struct{ Level string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if r.Level == "ERROR" && strings.Contains(line, s) {
+			found = append(found, line)
+		}
+	}
+	return found
+}
+
+// A DAYTONA_SERVER_URL that does not lead to Daytona's sandbox API never
+// marks a teardown done or a resource deleted: whatever answers there, even
+// with a 404 or a 200, the item fails, is retried, keeps the reason in the
+// outbox row, and an ERROR log names the setting. Once the setting is fixed
+// the same row completes.
+func TestMisconfiguredServerURLNeverMarksDone(t *testing.T) {
+	t.Parallel()
+	answering := func(status int, contentType, body string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if contentType != "" {
+				w.Header().Set("Content-Type", contentType)
+			}
+			w.WriteHeader(status)
+			io.WriteString(w, body) //nolint:errcheck
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	tests := []struct {
+		name   string
+		base   func(d *daytonatest.Server) string
+		answer string // in last_error
+	}{
+		{"without /api: Daytona's dashboard, 200 HTML", func(d *daytonatest.Server) string { return d.Origin }, "HTTP 200 is not Daytona's answer (an HTML page)"},
+		{"a wrong path under /api: Cannot DELETE", func(d *daytonatest.Server) string { return d.URL + "/v1" }, `"Cannot DELETE /api/v1/sandbox/`},
+		{"another server's HTML 404", func(*daytonatest.Server) string {
+			return answering(404, "text/html", "<html><body>Not Found</body></html>")
+		}, "HTTP 404 is not Daytona's answer (an HTML page)"},
+		{"an empty 404", func(*daytonatest.Server) string { return answering(404, "", "") }, "HTTP 404 is not Daytona's answer (empty body)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			jobID, sandboxID, resourceID := w.sandbox(false)
+			var logs logRecords
+			wrong := *w.worker
+			wrong.Destroyer = daytona.New(tc.base(w.daytona), apiKey, "")
+			wrong.Log = logs.logger()
+			ctx := context.Background()
+
+			for attempt := 1; attempt <= 2; attempt++ {
+				if failed := wrong.Handle(ctx, []cleanup.Job{job("m1", jobID)}); !slices.Equal(failed, []string{"m1"}) {
+					t.Fatalf("delivery %d: failed %v, want [m1]", attempt, failed)
+				}
+				r := w.row(jobID)
+				if r.Status != "pending" || r.Attempts != attempt || r.Leased ||
+					!strings.Contains(r.LastError, "DAYTONA_SERVER_URL") || !strings.Contains(r.LastError, tc.answer) {
+					t.Fatalf("delivery %d: row %+v, want pending, %d attempts, no lease, last_error naming DAYTONA_SERVER_URL and %q", attempt, r, attempt, tc.answer)
+				}
+				if got := w.resourceStatus(resourceID); got != "active" {
+					t.Fatalf("delivery %d: resource %s", attempt, got)
+				}
+			}
+			if !w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 0 {
+				t.Fatalf("sandbox exists %v, %d calls reached it", w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
+			}
+			if got := logs.errorsMentioning(t, "DAYTONA_SERVER_URL"); len(got) != 2 {
+				t.Fatalf("%d ERROR records name DAYTONA_SERVER_URL, want one per delivery:\n%s", len(got), logs.buf.String())
+			}
+
+			// The operator fixes the setting; the next delivery completes.
+			if failed := w.worker.Handle(ctx, []cleanup.Job{job("m1", jobID)}); len(failed) != 0 {
+				t.Fatalf("with the right URL: failed %v", failed)
+			}
+			if r := w.row(jobID); r.Status != "done" || w.resourceStatus(resourceID) != "deleted" || w.daytona.Exists(sandboxID) {
+				t.Fatalf("with the right URL: row %+v, resource %s, sandbox exists %v", r, w.resourceStatus(resourceID), w.daytona.Exists(sandboxID))
+			}
+		})
 	}
 }
