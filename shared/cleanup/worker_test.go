@@ -521,3 +521,98 @@ func TestMisconfiguredServerURLNeverMarksDone(t *testing.T) {
 		})
 	}
 }
+
+// gatedDestroyer holds each DeleteSandbox call until the test releases it,
+// after telling the test that the call has begun.
+type gatedDestroyer struct {
+	next    cleanup.Destroyer
+	began   chan struct{}
+	release chan struct{}
+}
+
+func newGate(next cleanup.Destroyer) *gatedDestroyer {
+	return &gatedDestroyer{next: next, began: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (g *gatedDestroyer) DeleteSandbox(ctx context.Context, id string) error {
+	g.began <- struct{}{}
+	<-g.release
+	return g.next.DeleteSandbox(ctx, id)
+}
+
+// A worker whose lease ran out and was taken over cannot release or
+// complete its successor's lease: a third delivery finds the row busy, and
+// Daytona sees exactly one call per lease holder. Deterministic: the workers
+// are held at their Daytona call by channels, and the lease is expired with
+// SQL.
+func TestLateWorkerCannotReleaseTakenOverLease(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		aAnswer func(d *daytonatest.Server, sandboxID string) // script for A's call
+	}{
+		{"A's late call fails", func(d *daytonatest.Server, id string) { d.FailNext(id, 1, 500) }},
+		{"A's late call succeeds", func(*daytonatest.Server, string) {}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			jobID, sandboxID, resourceID := w.sandbox(false)
+			ctx := context.Background()
+			tc.aAnswer(w.daytona, sandboxID)
+
+			// Worker A claims with a short lease and is held at Daytona.
+			a, gateA := *w.worker, newGate(w.worker.Destroyer)
+			a.Destroyer, a.Lease = gateA, 5*time.Second
+			aDone := make(chan []string, 1)
+			go func() { aDone <- a.Handle(ctx, []cleanup.Job{job("mA", jobID)}) }()
+			<-gateA.began
+
+			// A's lease runs out; worker B takes the row over and is held too.
+			w.Exec(`UPDATE thread_delete.outbox SET locked_until = now() - interval '1 second' WHERE id = $1`, jobID)
+			b, gateB := *w.worker, newGate(w.worker.Destroyer)
+			b.Destroyer = gateB
+			bDone := make(chan []string, 1)
+			go func() { bDone <- b.Handle(ctx, []cleanup.Job{job("mB", jobID)}) }()
+			<-gateB.began
+			var leaseB string
+			w.Pool.QueryRow(ctx, `SELECT lease_token::text FROM thread_delete.outbox WHERE id = $1`, jobID).Scan(&leaseB) //nolint:errcheck
+
+			// A wakes up: its outcome, whatever it is, must not touch B's lease.
+			close(gateA.release)
+			if failed := <-aDone; !slices.Equal(failed, []string{"mA"}) {
+				t.Fatalf("late worker A: failed %v, want [mA] (it must not count as done)", failed)
+			}
+			var token string
+			w.Pool.QueryRow(ctx, `SELECT lease_token::text FROM thread_delete.outbox WHERE id = $1`, jobID).Scan(&token) //nolint:errcheck
+			if r := w.row(jobID); r.Status != "pending" || r.Attempts != 0 || r.LastError != "" || !r.Leased || token != leaseB {
+				t.Fatalf("after A's late outcome: row %+v, lease %q, want untouched and still B's %q", r, token, leaseB)
+			}
+			if got := w.resourceStatus(resourceID); got != "active" {
+				t.Fatalf("A completed B's row: resource %s", got)
+			}
+
+			// A third delivery finds the row busy and does not call Daytona.
+			if failed := w.worker.Handle(ctx, []cleanup.Job{job("mC", jobID)}); !slices.Equal(failed, []string{"mC"}) {
+				t.Fatalf("third delivery: failed %v, want [mC] (busy)", failed)
+			}
+			if n := w.daytona.Calls(sandboxID); n != 1 {
+				t.Fatalf("%d Daytona calls before B's, want A's only", n)
+			}
+
+			// B finishes: the sandbox is gone (deleted now, or by A already),
+			// and B completes the row.
+			close(gateB.release)
+			if failed := <-bDone; len(failed) != 0 {
+				t.Fatalf("worker B: failed %v", failed)
+			}
+			if r := w.row(jobID); r.Status != "done" || r.Attempts != 1 || r.Leased || w.resourceStatus(resourceID) != "deleted" {
+				t.Fatalf("after B: row %+v, resource %s", r, w.resourceStatus(resourceID))
+			}
+			if w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 2 {
+				t.Fatalf("sandbox exists %v after %d Daytona calls, want gone after 2 (A's and B's)", w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
+			}
+		})
+	}
+}
