@@ -67,6 +67,10 @@ func printBanner(w io.Writer, st *Stack) error {
 	p("API         %s   DELETE /threads/{thread_id} → API Gateway v2 event → delete-thread handler", st.APIURL)
 	p("PostgreSQL  %s   (Kortix fixture + migrations, demo data reseeded)", devenv.Redact(st.DatabaseURL))
 	p("Redis       %s", devenv.Redact(st.RedisURL))
+	if c := st.Mirror.CORS; c != nil {
+		p("CORS        origins %s (%s) · methods %s · headers %s (template.yaml)",
+			strings.Join(c.Origins, ","), corsOriginsEnv, strings.Join(c.Methods, ","), strings.Join(c.Headers, ","))
+	}
 	p("SQS         %s", sqsWhere)
 	p("            queue %s (%s)", st.Queues.URL, queueAttrs(st.Mirror.Queue.Attributes))
 	p("            DLQ   %s (after %d receives; %s)", st.Queues.DLQURL, st.Mirror.Queue.MaxReceiveCount, queueAttrs(st.Mirror.DLQ.Attributes))

@@ -105,7 +105,7 @@ func checkQueuesMirrorTemplate(t *testing.T, client *awssqs.Client, q Queues) {
 func TestCreateQueuesMirrorTheTemplate(t *testing.T) {
 	endpoint := testenv.SQS(t)
 	client := testenv.SQSClient(endpoint)
-	mirror, err := loadMirror(testenv.RepoRoot(t))
+	mirror, err := loadMirror(testenv.RepoRoot(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}

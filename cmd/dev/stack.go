@@ -34,6 +34,10 @@ type Options struct {
 	SQSEndpoint string // a running SQS emulator to use instead of starting fauxqs
 	SQSPort     int    // port for the started fauxqs; default devenv.SQSPort when free, else any
 	QueueName   string // default devenv.QueueName (DLQ: QueueName + "-dlq")
+	// CORSOrigins are the browser origins allowed to call the API,
+	// comma-separated, in place of the template's CorsAllowedOrigins;
+	// default "*" (any).
+	CORSOrigins string
 	PollWait    time.Duration
 	SweepEvery  time.Duration
 
@@ -53,7 +57,7 @@ type Stack struct {
 	Daytona     *FakeDaytona
 	Fauxqs      *Fauxqs // nil when an existing emulator was used
 	Seed        SeedSummary
-	Mirror      Mirror // what template.yaml sets for the queues
+	Mirror      Mirror // what template.yaml sets for the API and the queues
 }
 
 // run brings the stack up, serves until ctx ends, then stops everything it
@@ -76,7 +80,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer ln.Close()
 	st := &Stack{APIURL: "http://" + ln.Addr().String(), RedisURL: o.RedisURL}
-	if st.Mirror, err = loadMirror(o.Root); err != nil {
+	if st.Mirror, err = loadMirror(o.Root, o.CORSOrigins); err != nil {
 		return err
 	}
 
@@ -173,7 +177,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer closeAPI()
 	srv := &http.Server{
-		Handler:           &Gateway{Handler: h.Handle, Log: apiLog, FunctionName: "thread-delete-dev-DeleteThreadFunction"},
+		Handler:           &Gateway{Handler: h.Handle, Log: apiLog, FunctionName: "thread-delete-dev-DeleteThreadFunction", CORS: st.Mirror.CORS},
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	serveErr := make(chan error, 1)

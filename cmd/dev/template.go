@@ -7,21 +7,32 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/samtemplate"
 )
 
-// templateQueue is the queue of template.yaml the dev stack mirrors, with
-// its dead-letter queue.
-const templateQueue = "SandboxCleanupQueue"
+// The resources of template.yaml that the dev stack mirrors.
+const (
+	templateAPI   = "HttpApi"             // its CorsConfiguration
+	templateQueue = "SandboxCleanupQueue" // and its dead-letter queue
+)
+
+// corsOriginsEnv is the setting that stands in for the template's
+// CorsAllowedOrigins parameter.
+const corsOriginsEnv = "DEV_CORS_ALLOWED_ORIGINS"
 
 // Mirror is what the dev stack takes from template.yaml at start-up, so
 // that it behaves as the deployed stack does without copying its values.
 type Mirror struct {
+	CORS       *CORS // nil when the API has no CorsConfiguration
 	Queue, DLQ samtemplate.SQSQueue
 }
 
-// loadMirror reads root/template.yaml.
-func loadMirror(root string) (Mirror, error) {
+// loadMirror reads root/template.yaml; corsOrigins replaces the deployer's
+// CorsAllowedOrigins ("" means any origin).
+func loadMirror(root, corsOrigins string) (Mirror, error) {
 	var m Mirror
 	tmpl, err := samtemplate.Load(filepath.Join(root, "template.yaml"))
 	if err != nil {
+		return m, err
+	}
+	if m.CORS, err = corsFromTemplate(tmpl, templateAPI, corsOrigins); err != nil {
 		return m, err
 	}
 	if m.Queue, err = tmpl.SQSQueue(templateQueue); err != nil {
