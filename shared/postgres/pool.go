@@ -37,7 +37,14 @@ type PoolOptions struct {
 //   - no liveness ping on acquire: between Lambda invokes every connection
 //     has sat idle for more than a second, and pgxpool would spend one extra
 //     round trip per request on a ping. Store.Delete instead retries once
-//     when a connection proves dead before anything was sent.
+//     when a connection proves dead before anything was sent;
+//   - no startup parameter but application_name, which transaction-mode
+//     poolers track per client: PgBouncer refuses a connection whose startup
+//     packet sets anything beyond application_name, client_encoding,
+//     DateStyle, TimeZone and standard_conforming_strings ("unsupported
+//     startup parameter"), and a session setting would not follow the client
+//     to the next server connection anyway. Settings belong in the
+//     transaction that needs them (Store.Delete sets its timeouts there).
 func NewPool(ctx context.Context, o PoolOptions) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
@@ -51,11 +58,6 @@ func NewPool(ctx context.Context, o PoolOptions) (*pgxpool.Pool, error) {
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "thread-delete"
-	}
-	// A lock held by a stuck transaction must not eat the whole Lambda
-	// budget: give up and answer 503 instead.
-	if _, ok := cfg.ConnConfig.RuntimeParams["lock_timeout"]; !ok {
-		cfg.ConnConfig.RuntimeParams["lock_timeout"] = "5s"
 	}
 	cfg.MaxConns = max(o.MaxConns, 1)
 	cfg.MinConns = 0

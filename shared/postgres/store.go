@@ -81,17 +81,12 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 	run := func() error {
 		del = threads.Deletion{}
 		b := &pgx.Batch{}
-		timeout, bounded := serverTimeout(ctx)
-		if bounded {
-			b.Queue(setTimeoutSQL, timeout)
-		}
+		b.Queue(setTimeoutsSQL, serverTimeout(ctx), lockTimeout)
 		b.Queue(deleteSQL, req.ThreadID, userID, publicKey, secretHash)
 		br := s.Pool.SendBatch(ctx, b)
 		defer br.Close()
-		if bounded {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		var (
 			authenticated, found, allowed bool
@@ -131,29 +126,44 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 	return del, nil
 }
 
-// setTimeoutSQL gives the batch's transaction a server-side time limit.
-// When the caller's deadline passes, pgx abandons the connection and asks
-// the server to cancel the statement on a second connection; if that cancel
-// request is lost (the Lambda environment is frozen right after answering,
-// or the connection cannot be opened), a delete waiting on a lock would go
-// on and commit after the caller was told 503 "nothing changed", and its
-// Redis follow-up would never run. With statement_timeout (local to this
-// transaction) the server gives up by itself at the caller's deadline.
-const setTimeoutSQL = `SELECT set_config('statement_timeout', $1::text, true)`
+// setTimeoutsSQL gives the batch's transaction its server-side time limits,
+// inside the transaction (is_local), never at connection start: a
+// transaction-mode pooler (PgBouncer, Supabase's on port 6543, RDS Proxy)
+// tolerates no such startup parameter (PgBouncer refuses the connection),
+// and hands each transaction whichever server connection is free.
+//
+//   - statement_timeout: when the caller's deadline passes, pgx abandons the
+//     connection and asks the server to cancel the statement on a second
+//     connection; if that cancel request is lost (the Lambda environment is
+//     frozen right after answering, or the connection cannot be opened), a
+//     delete waiting on a lock would go on and commit after the caller was
+//     told 503 "nothing changed", and its Redis follow-up would never run.
+//     With statement_timeout the server gives up by itself at the caller's
+//     deadline. Without a deadline $1 is NULL, which makes set_config restore
+//     the connection's configured default for this transaction (rather than
+//     a session SET another client of a pooler left on the server
+//     connection).
+//   - lock_timeout: a lock held by a stuck transaction must not eat the whole
+//     Lambda budget: give up and answer 503 instead.
+const setTimeoutsSQL = `SELECT set_config('statement_timeout', $1::text, true), set_config('lock_timeout', $2::text, true)`
+
+// lockTimeout is the delete's lock_timeout (see setTimeoutsSQL).
+const lockTimeout = "5s"
 
 // serverTimeoutMargin makes the server give up slightly before the caller
 // does, so that its error (a 503 for the client) still arrives in time.
 const serverTimeoutMargin = 50 * time.Millisecond
 
 // serverTimeout returns the statement_timeout setting, in milliseconds,
-// matching ctx's deadline; false when ctx has none.
-func serverTimeout(ctx context.Context) (string, bool) {
+// matching ctx's deadline; nil (the configured default) when ctx has none.
+func serverTimeout(ctx context.Context) *string {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return "", false
+		return nil
 	}
 	ms := (time.Until(dl) - serverTimeoutMargin).Milliseconds()
-	return strconv.FormatInt(max(ms, 1), 10), true // 0 would mean no limit
+	setting := strconv.FormatInt(max(ms, 1), 10) // 0 would mean no limit
+	return &setting
 }
 
 // RecordCacheRepair stores an invalidation that failed inline, for the
