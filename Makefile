@@ -42,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 $(RIE):
 	GOBIN=$(BIN) $(GO) install $(RIE_MODULE)
 
-## services: make sure PostgreSQL and Redis run on loopback (installs them if absent)
+## services: make sure PostgreSQL and Redis run on loopback and PgBouncer is installed (installs what is absent)
 services:
 	scripts/ensure-services.sh
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis accept connections on loopback, starting
-# them (and installing them from Debian's packages when absent). Used by
-# `make test` and `make dev`; does nothing when both already run.
+# them (and installing them from Debian's packages when absent), and that
+# PgBouncer is installed: tests start throwaway poolers of their own in front
+# of PostgreSQL (shared/testenv). Used by `make test` and `make dev`; does
+# nothing when all of it is already there.
 set -euo pipefail
 
 pg_up()    { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
@@ -38,4 +40,10 @@ if ! redis_up; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do redis_up && break; sleep 0.2; done
   redis_up || { echo "Redis did not start on 127.0.0.1:6379" >&2; exit 1; }
+fi
+
+# Only the program is needed: tests run their own instances, not the
+# package's service.
+if ! command -v pgbouncer >/dev/null && ! [ -x /usr/sbin/pgbouncer ]; then
+  echo "installing PgBouncer"; apt_install pgbouncer
 fi

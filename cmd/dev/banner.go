@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
@@ -65,9 +67,13 @@ func printBanner(w io.Writer, st *Stack) error {
 	p("API         %s   DELETE /threads/{thread_id} → API Gateway v2 event → delete-thread handler", st.APIURL)
 	p("PostgreSQL  %s   (Kortix fixture + migrations, demo data reseeded)", devenv.Redact(st.DatabaseURL))
 	p("Redis       %s", devenv.Redact(st.RedisURL))
+	if c := st.Mirror.CORS; c != nil {
+		p("CORS        origins %s (%s) · methods %s · headers %s (template.yaml)",
+			strings.Join(c.Origins, ","), corsOriginsEnv, strings.Join(c.Methods, ","), strings.Join(c.Headers, ","))
+	}
 	p("SQS         %s", sqsWhere)
-	p("            queue %s", st.Queues.URL)
-	p("            DLQ   %s (after 5 receives)", st.Queues.DLQURL)
+	p("            queue %s (%s)", st.Queues.URL, queueAttrs(st.Mirror.Queue.Attributes))
+	p("            DLQ   %s (after %d receives; %s)", st.Queues.DLQURL, st.Mirror.Queue.MaxReceiveCount, queueAttrs(st.Mirror.DLQ.Attributes))
 	p("Worker      sandbox-cleanup handler long-polling the queue; outbox sweep every 30s")
 	p("Daytona     %s   DEV-ONLY STAND-IN: logs the teardowns it receives, destroys nothing", st.Daytona.URL)
 	p("")
@@ -91,6 +97,15 @@ func printBanner(w io.Writer, st *Stack) error {
 	p("==========================================================================================")
 	_, err = io.WriteString(w, b.String())
 	return err
+}
+
+// queueAttrs lists queue attributes as template.yaml sets them.
+func queueAttrs(attrs map[string]string) string {
+	names := slices.Sorted(maps.Keys(attrs))
+	for i, k := range names {
+		names[i] = k + " " + attrs[k]
+	}
+	return strings.Join(names, ", ")
 }
 
 // demoCounts is what the seed sets thread_count and project_count to.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,8 +43,9 @@ func (s *syncBuffer) String() string {
 }
 
 // startStack runs the dev stack in-process on free ports, with a database
-// and Redis database of its own, and stops it when the test ends.
-func startStack(t *testing.T) (st *Stack, banner string, logs *syncBuffer, rdb *goredis.Client, stop func() error) {
+// and Redis database of its own, and stops it when the test ends. set
+// changes options before the start.
+func startStack(t *testing.T, set ...func(*Options)) (st *Stack, banner string, logs *syncBuffer, rdb *goredis.Client, stop func() error) {
 	t.Helper()
 	dbName := fmt.Sprintf("thread_delete_devtest_%d", time.Now().UnixNano()%1e9)
 	t.Cleanup(func() {
@@ -59,21 +61,23 @@ func startStack(t *testing.T) (st *Stack, banner string, logs *syncBuffer, rdb *
 	ready := make(chan *Stack, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, Options{
-			Root:       testenv.RepoRoot(t),
-			Database:   dbName,
-			RedisURL:   redisURL,
-			Addr:       "127.0.0.1:0",
-			SQSPort:    testenv.FreePort(t),
-			QueueName:  fmt.Sprintf("dev-test-%d", time.Now().UnixNano()%1e9),
-			PollWait:   time.Second,
-			Out:        out,
-			Log:        newLogger(logs),
-			Ready:      func(s *Stack) { ready <- s },
-			SweepEvery: time.Minute,
-		})
-	}()
+	o := Options{
+		Root:       testenv.RepoRoot(t),
+		Database:   dbName,
+		RedisURL:   redisURL,
+		Addr:       "127.0.0.1:0",
+		SQSPort:    testenv.FreePort(t),
+		QueueName:  fmt.Sprintf("dev-test-%d", time.Now().UnixNano()%1e9),
+		PollWait:   time.Second,
+		Out:        out,
+		Log:        newLogger(logs),
+		Ready:      func(s *Stack) { ready <- s },
+		SweepEvery: time.Minute,
+	}
+	for _, f := range set {
+		f(&o)
+	}
+	go func() { done <- run(ctx, o) }()
 	var stopped bool
 	stop = func() error {
 		if stopped {
@@ -264,4 +268,93 @@ func TestDevStackEndToEnd(t *testing.T) {
 	if n, _ := rdb.Exists(ctx, "thread_delete:invalidated:"+devenv.ThreadID).Result(); n != 0 {
 		t.Error("the service's applied-invalidation marker survived the reseed: the next delete would not count")
 	}
+}
+
+// TestDevStackCORS is a browser page on http://localhost:5173 calling the
+// dev API (DEV_CORS_ALLOWED_ORIGINS=http://localhost:5173), and one on an
+// origin not allowed; the queues it created are the template's.
+func TestDevStackCORS(t *testing.T) {
+	tc := templateCors(t)
+	const page = "http://localhost:5173"
+	st, _, _, _, _ := startStack(t, func(o *Options) { o.CORSOrigins = page })
+	checkQueuesMirrorTemplate(t, testenv.SQSClient(st.SQSEndpoint), st.Queues)
+
+	owner, err := devenv.Token(devenv.JWTSecret, devenv.OwnerUserID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, origin string, headers ...string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, st.APIURL+"/threads/"+devenv.ThreadID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	corsHeaders := func(h http.Header) map[string]string {
+		got := map[string]string{}
+		for k, v := range h {
+			if strings.HasPrefix(k, "Access-Control-") || k == "Vary" {
+				got[k] = strings.Join(v, ", ")
+			}
+		}
+		return got
+	}
+	expect := func(what string, got, want map[string]string) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: CORS headers\n got %v\nwant %v", what, got, want)
+		}
+	}
+	join := func(s []string) string { return strings.Join(s, ",") }
+
+	// fetch(api + '/threads/' + id, {method: 'DELETE', headers: {Authorization: 'Bearer …'}})
+	resp, body := do("OPTIONS", page, "Access-Control-Request-Method", "DELETE", "Access-Control-Request-Headers", "authorization")
+	if resp.StatusCode != 204 || body != "" {
+		t.Fatalf("preflight: %d %q, want 204 without a body", resp.StatusCode, body)
+	}
+	expect("preflight", corsHeaders(resp.Header), map[string]string{
+		"Access-Control-Allow-Origin":  page,
+		"Access-Control-Allow-Methods": join(tc.AllowMethods),
+		"Access-Control-Allow-Headers": join(tc.AllowHeaders),
+		"Access-Control-Max-Age":       strconv.Itoa(tc.MaxAge),
+		"Vary":                         "Origin",
+	})
+	resp, _ = do("OPTIONS", "http://evil.example", "Access-Control-Request-Method", "DELETE", "Access-Control-Request-Headers", "authorization")
+	if resp.StatusCode != 204 {
+		t.Fatalf("refused preflight: status %d, want 204", resp.StatusCode)
+	}
+	expect("refused preflight", corsHeaders(resp.Header), map[string]string{})
+
+	// The page can read a 401's WWW-Authenticate; another origin gets the
+	// same answer without CORS headers, which its browser withholds.
+	resp, body = do("DELETE", page)
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != "Bearer" {
+		t.Fatalf("no credentials: %d %s", resp.StatusCode, body)
+	}
+	expose := map[string]string{"Access-Control-Allow-Origin": page, "Access-Control-Expose-Headers": join(tc.ExposeHeaders), "Vary": "Origin"}
+	expect("401", corsHeaders(resp.Header), expose)
+	resp, _ = do("DELETE", "http://evil.example")
+	if resp.StatusCode != 401 {
+		t.Fatalf("no credentials, other origin: status %d", resp.StatusCode)
+	}
+	expect("401 to another origin", corsHeaders(resp.Header), map[string]string{})
+
+	resp, body = do("DELETE", page, "Authorization", "Bearer "+owner)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"Thread deleted successfully"`) {
+		t.Fatalf("delete: %d %s", resp.StatusCode, body)
+	}
+	expect("200", corsHeaders(resp.Header), expose)
 }

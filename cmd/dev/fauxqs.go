@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/shared/samtemplate"
 )
 
 // Fauxqs is the SQS emulator process (npm package fauxqs, pinned in
@@ -125,34 +127,51 @@ type Queues struct {
 	URL, ARN, DLQURL string
 }
 
-// CreateQueues creates name and name's DLQ (maxReceiveCount 5), with the
-// given visibility timeout, as template.yaml does, and returns their URLs.
-// Creating them again with the same attributes is harmless, so a reused
-// emulator keeps its queues.
-func CreateQueues(ctx context.Context, client *awssqs.Client, name, dlqName string, visibility time.Duration) (Queues, error) {
+// CreateQueues creates the teardown queue name and its dead-letter queue
+// dlqName with the attributes and redrive policy template.yaml gives them
+// (queue and dlq, from samtemplate), and returns their URLs. On an emulator
+// that already has them (DEV_SQS_ENDPOINT), they are updated to those
+// attributes, as a stack update would.
+func CreateQueues(ctx context.Context, client *awssqs.Client, name, dlqName string, queue, dlq samtemplate.SQSQueue) (Queues, error) {
 	var q Queues
-	dlq, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(dlqName)})
-	if err != nil {
-		return q, fmt.Errorf("SQS: create %s: %w", dlqName, err)
+	var err error
+	if q.DLQURL, err = ensureQueue(ctx, client, dlqName, dlq.Attributes); err != nil {
+		return q, err
 	}
-	q.DLQURL = aws.ToString(dlq.QueueUrl)
 	dlqARN, err := queueARN(ctx, client, q.DLQURL)
 	if err != nil {
 		return q, err
 	}
-	main, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{
-		QueueName: aws.String(name),
-		Attributes: map[string]string{
-			"VisibilityTimeout": strconv.Itoa(int(visibility.Seconds())),
-			"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, dlqARN),
-		},
-	})
-	if err != nil {
-		return q, fmt.Errorf("SQS: create %s: %w", name, err)
+	attrs := map[string]string{}
+	maps.Copy(attrs, queue.Attributes)
+	attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":%d}`, dlqARN, queue.MaxReceiveCount)
+	if q.URL, err = ensureQueue(ctx, client, name, attrs); err != nil {
+		return q, err
 	}
-	q.URL = aws.ToString(main.QueueUrl)
 	q.ARN, err = queueARN(ctx, client, q.URL)
 	return q, err
+}
+
+// ensureQueue creates the queue name with attrs, or sets attrs on the queue
+// of that name when it exists with other ones (SQS then refuses the create
+// with QueueNameExists), and returns its URL.
+func ensureQueue(ctx context.Context, client *awssqs.Client, name string, attrs map[string]string) (string, error) {
+	out, err := client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	if err == nil {
+		return aws.ToString(out.QueueUrl), nil
+	}
+	var exists *types.QueueNameExists
+	if !errors.As(err, &exists) {
+		return "", fmt.Errorf("SQS: create %s: %w", name, err)
+	}
+	got, err := client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if err != nil {
+		return "", fmt.Errorf("SQS: URL of %s: %w", name, err)
+	}
+	if _, err := client.SetQueueAttributes(ctx, &awssqs.SetQueueAttributesInput{QueueUrl: got.QueueUrl, Attributes: attrs}); err != nil {
+		return "", fmt.Errorf("SQS: update the attributes of %s: %w", name, err)
+	}
+	return aws.ToString(got.QueueUrl), nil
 }
 
 func queueARN(ctx context.Context, client *awssqs.Client, url string) (string, error) {

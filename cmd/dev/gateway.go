@@ -42,11 +42,26 @@ type Gateway struct {
 	Log          *slog.Logger
 	FunctionName string        // for the Lambda context; cosmetic
 	Timeout      time.Duration // per request; zero means lambdaTimeout
+	// CORS is the API's CorsConfiguration; nil when it has none, and
+	// OPTIONS requests then find no route, as in API Gateway.
+	CORS *CORS
 }
 
 // ServeHTTP handles one request as one Lambda invocation.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if g.CORS != nil {
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Apigw-Requestid", requestID())
+			if why := g.CORS.servePreflight(w, r); why != "" {
+				// API Gateway refuses silently; the log says why.
+				g.Log.Info("CORS preflight refused: "+why, "path", r.URL.Path, "origin", r.Header.Get("Origin"),
+					"method", r.Header.Get("Access-Control-Request-Method"), "headers", r.Header.Get("Access-Control-Request-Headers"), "status", http.StatusNoContent)
+			}
+			return
+		}
+		w = g.CORS.wrap(w, r)
+	}
 	threadID, ok := matchRoute(r)
 	if !ok {
 		g.Log.Info("no route (only DELETE /threads/{thread_id} exists)", "method", r.Method, "path", r.URL.Path, "status", http.StatusNotFound)

@@ -8,8 +8,11 @@
 //	go run ./cmd/dev -token owner|member|other|stranger   # print a dev token
 //
 // Settings: TEST_DATABASE_URL (the PostgreSQL admin URL, as for the tests),
-// PORT, DEV_RESET=1, DEV_REDIS_URL, DEV_SQS_ENDPOINT; with make, pass them
-// on its command line: make dev PORT=3001 DEV_RESET=1.
+// PORT, DEV_RESET=1, DEV_REDIS_URL, DEV_SQS_ENDPOINT, DEV_CORS_ALLOWED_ORIGINS;
+// with make, pass them on its command line: make dev PORT=3001 DEV_RESET=1.
+//
+// The API's CORS behaviour and the queues' settings are read from
+// template.yaml at start-up, so that they stay what a deploy creates.
 package main
 
 import (
@@ -30,6 +33,7 @@ func main() {
 	reset := flag.Bool("reset", os.Getenv("DEV_RESET") == "1", "drop and re-create the dev database "+devenv.DatabaseName+" (env DEV_RESET=1)")
 	sqsEndpoint := flag.String("sqs-endpoint", os.Getenv("DEV_SQS_ENDPOINT"), "use this running SQS emulator instead of starting fauxqs (env DEV_SQS_ENDPOINT)")
 	redisURL := flag.String("redis-url", envOr("DEV_REDIS_URL", devenv.RedisURL), "Redis for the dev stack (env DEV_REDIS_URL)")
+	corsOrigins := flag.String("cors-origins", envOr(corsOriginsEnv, "*"), "browser origins allowed to call the API, comma-separated, or * (env "+corsOriginsEnv+"); the rest of CORS is template.yaml's")
 	token := flag.String("token", "", "print a dev access token for owner, member, other or stranger, and exit")
 	flag.Parse()
 
@@ -47,6 +51,7 @@ func main() {
 		Reset:       *reset,
 		SQSEndpoint: *sqsEndpoint,
 		RedisURL:    *redisURL,
+		CORSOrigins: *corsOrigins,
 	})
 	if err != nil && ctx.Err() == nil { // an error caused by Ctrl-C during start-up is no error
 		fmt.Fprintln(os.Stderr, "dev:", err)

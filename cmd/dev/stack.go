@@ -17,7 +17,6 @@ import (
 
 	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
 	"github.com/kortix-ai/thread-delete/shared/app"
-	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/redis"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
@@ -35,6 +34,10 @@ type Options struct {
 	SQSEndpoint string // a running SQS emulator to use instead of starting fauxqs
 	SQSPort     int    // port for the started fauxqs; default devenv.SQSPort when free, else any
 	QueueName   string // default devenv.QueueName (DLQ: QueueName + "-dlq")
+	// CORSOrigins are the browser origins allowed to call the API,
+	// comma-separated, in place of the template's CorsAllowedOrigins;
+	// default "*" (any).
+	CORSOrigins string
 	PollWait    time.Duration
 	SweepEvery  time.Duration
 
@@ -54,6 +57,7 @@ type Stack struct {
 	Daytona     *FakeDaytona
 	Fauxqs      *Fauxqs // nil when an existing emulator was used
 	Seed        SeedSummary
+	Mirror      Mirror // what template.yaml sets for the API and the queues
 }
 
 // run brings the stack up, serves until ctx ends, then stops everything it
@@ -76,6 +80,9 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer ln.Close()
 	st := &Stack{APIURL: "http://" + ln.Addr().String(), RedisURL: o.RedisURL}
+	if st.Mirror, err = loadMirror(o.Root, o.CORSOrigins); err != nil {
+		return err
+	}
 
 	// PostgreSQL and Redis: the dev database, with fresh demo data.
 	log.Info("preparing the dev database", "database", o.Database)
@@ -114,7 +121,7 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if st.Queues, err = CreateQueues(ctx, sqsClient, o.QueueName, o.QueueName+"-dlq", 30*time.Second); err != nil {
+	if st.Queues, err = CreateQueues(ctx, sqsClient, o.QueueName, o.QueueName+"-dlq", st.Mirror.Queue, st.Mirror.DLQ); err != nil {
 		return err
 	}
 
@@ -148,12 +155,6 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer closeCleanup()
-	if w, ok := cleanupHandler.Worker.(*cleanup.Worker); ok {
-		// Below the dev queue's 30 s visibility timeout (production: 2 min
-		// under 180 s), so that a message redelivered after a crash finds
-		// its outbox row unleased.
-		w.Lease = 25 * time.Second
-	}
 	poller := &Poller{
 		Client: sqsClient, QueueURL: st.Queues.URL, QueueARN: st.Queues.ARN, Region: devenv.SQSRegion,
 		Handler: cleanupHandler.Invoke, Log: log.With("component", "worker"),
@@ -176,7 +177,7 @@ func run(ctx context.Context, o Options) error {
 	}
 	defer closeAPI()
 	srv := &http.Server{
-		Handler:           &Gateway{Handler: h.Handle, Log: apiLog, FunctionName: "thread-delete-dev-DeleteThreadFunction"},
+		Handler:           &Gateway{Handler: h.Handle, Log: apiLog, FunctionName: "thread-delete-dev-DeleteThreadFunction", CORS: st.Mirror.CORS},
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	serveErr := make(chan error, 1)

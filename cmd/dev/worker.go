@@ -33,7 +33,7 @@ type Poller struct {
 	Region     string
 	Handler    EventHandler
 	Log        *slog.Logger
-	Wait       time.Duration // long-poll wait; zero means 5s
+	Wait       time.Duration // long-poll wait; zero means 20s, what Lambda's event source mapping waits
 	SweepEvery time.Duration // zero means 30s
 	Timeout    time.Duration // per invocation (the function's Timeout); zero means 30s
 }
@@ -51,7 +51,7 @@ func (p *Poller) Run(ctx context.Context) {
 		out, err := p.Client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(p.QueueURL),
 			MaxNumberOfMessages:         10,
-			WaitTimeSeconds:             int32(durationOr(p.Wait, 5*time.Second) / time.Second),
+			WaitTimeSeconds:             int32(durationOr(p.Wait, 20*time.Second) / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 			MessageAttributeNames:       []string{"All"},
 		})

@@ -42,6 +42,7 @@ type stack struct {
 type stackOptions struct {
 	noAPIKeySecret bool
 	queueURL       string // override (e.g. an unreachable endpoint)
+	pgTarget       string // where the service's PostgreSQL connections go (default: the server), e.g. a PgBouncer
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -51,7 +52,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	ep := testenv.SQS(t)
 	queueURL, _ := testenv.Queue(t, ep, 30*time.Second, 0)
 
-	pgProxy := testenv.StartProxy(t, testenv.PostgresAddr())
+	pgTarget := testenv.PostgresAddr()
+	if o.pgTarget != "" {
+		pgTarget = o.pgTarget
+	}
+	pgProxy := testenv.StartProxy(t, pgTarget)
 	pool := testenv.ServicePool(t, testenv.ViaAddr(dbURL, pgProxy.Addr), 2)
 	rdProxy := testenv.StartProxy(t, "127.0.0.1:6379")
 	client, err := redis.NewClient(redis.Options{URL: "redis://" + rdProxy.Addr + redisURL[strings.LastIndex(redisURL, "/"):], Timeout: 300 * time.Millisecond})

@@ -54,7 +54,26 @@ type Entry struct {
 	NextAttemptAt time.Time
 	LastError     string
 	CreatedAt     time.Time
+	// LeaseToken identifies the lease Claim granted on the row; it is empty
+	// in entries that were not claimed (Busy, AlreadyDone, ClaimDue).
+	LeaseToken string
 }
+
+// Lease names the lease a consumer holds on one outbox row: the row and the
+// token its Claim was granted. Completing or failing the row needs it.
+type Lease struct {
+	ID    string
+	Token string
+}
+
+// Lease returns the lease a Claim granted on e.
+func (e Entry) Lease() Lease { return Lease{ID: e.ID, Token: e.LeaseToken} }
+
+// ErrLeaseLost is returned by Complete, CompleteTeardown and Fail when the
+// caller's lease ran out and another consumer claimed the row since (or
+// completed it): nothing was changed. The row is the other consumer's now;
+// the caller must not count the item as done.
+var ErrLeaseLost = errors.New("outbox: lease lost: the row was taken over by another consumer")
 
 // Teardown decodes the payload of a sandbox_teardown entry. The job id is
 // the row id, which the payload does not repeat.
@@ -142,19 +161,26 @@ func (c Claim) String() string {
 // Outbox is the durable record of post-commit work.
 type Outbox interface {
 	// Claim loads row id and, when it is not done and nobody else holds it,
-	// leases it to the caller until now+lease, so that a duplicate delivery
-	// processed at the same moment does not repeat the work. Rows marked
-	// dead are claimable: a message redriven by an operator gets one more go.
+	// leases it to the caller until now+lease under a fresh token
+	// (Entry.Lease), so that a duplicate delivery processed at the same
+	// moment does not repeat the work. Rows marked dead are claimable: a
+	// message redriven by an operator gets one more go.
+	//
+	// The three calls below act only while l is still the row's latest
+	// lease, expired or not; once another consumer has claimed the row they
+	// change nothing and return ErrLeaseLost. Repeating a completion that
+	// succeeded returns nil.
 	Claim(ctx context.Context, id string, lease time.Duration) (Entry, Claim, error)
 	// CompleteTeardown marks the sandbox's public.resources row deleted
 	// (by resource id, else by external id = sandbox id) and the outbox row
-	// done, in one transaction, and releases the lease.
-	CompleteTeardown(ctx context.Context, id string, t threads.Teardown) error
+	// done, atomically, and releases the lease.
+	CompleteTeardown(ctx context.Context, l Lease, t threads.Teardown) error
 	// Complete marks the row done and releases the lease.
-	Complete(ctx context.Context, id string) error
+	Complete(ctx context.Context, l Lease) error
 	// Fail records a failed attempt (attempts+1, last_error) and releases the
-	// lease. With dead it also marks the row dead: retrying cannot help.
-	Fail(ctx context.Context, id, cause string, dead bool) error
+	// lease. With dead it also marks the row dead: retrying cannot help. A
+	// row already done is left alone.
+	Fail(ctx context.Context, l Lease, cause string, dead bool) error
 
 	// ClaimDue is the sweeper's claim: it picks up to limit pending rows,
 	// not leased, that are due (see Sweeper) and still below maxSends
@@ -219,9 +245,10 @@ func (p DuePolicy) Backoff(sends int) time.Duration {
 }
 
 // Destroyer deletes a sandbox at the sandbox provider. A nil error means the
-// sandbox is gone or going (a provider's "not found" is success too). An
-// error whose Retryable method reports false is permanent; any other error
-// is worth retrying later.
+// sandbox is gone or going (the provider's own answer that the sandbox does
+// not exist is success too; an answer from anything else, such as a wrong
+// endpoint, is not). An error whose Retryable method reports false is
+// permanent (needs an operator); any other error is worth retrying later.
 type Destroyer interface {
 	DeleteSandbox(ctx context.Context, id string) error
 }

@@ -102,7 +102,7 @@ func (w *Worker) handle(ctx context.Context, job Job) error {
 	default:
 		cause := "unknown outbox kind " + e.Kind
 		log.ErrorContext(ctx, cause)
-		return w.fail(ctx, log, e.ID, cause, true, nil)
+		return w.fail(ctx, log, e.Lease(), cause, true, nil)
 	}
 }
 
@@ -111,7 +111,7 @@ func (w *Worker) teardown(ctx context.Context, log *slog.Logger, e Entry) error 
 	if err != nil {
 		// A corrupt payload will not heal: mark it dead and acknowledge.
 		log.ErrorContext(ctx, "outbox row unusable", "error", err.Error())
-		return w.fail(ctx, log, e.ID, err.Error(), true, nil)
+		return w.fail(ctx, log, e.Lease(), err.Error(), true, nil)
 	}
 	log = log.With("sandbox_id", t.SandboxID, "project_id", t.ProjectID)
 	if err := w.Destroyer.DeleteSandbox(ctx, t.SandboxID); err != nil {
@@ -121,12 +121,13 @@ func (w *Worker) teardown(ctx context.Context, log *slog.Logger, e Entry) error 
 		} else {
 			log.WarnContext(ctx, "sandbox teardown failed; will be retried", "error", err.Error())
 		}
-		return w.fail(ctx, log, e.ID, err.Error(), false, err)
+		return w.fail(ctx, log, e.Lease(), err.Error(), false, err)
 	}
-	if err := w.Outbox.CompleteTeardown(ctx, e.ID, t); err != nil {
-		// The sandbox is gone but the record says otherwise: the retry will
-		// get a 404 from Daytona and complete the row then.
-		log.ErrorContext(ctx, "sandbox deleted but completion not recorded", "error", err.Error())
+	if err := w.Outbox.CompleteTeardown(ctx, e.Lease(), t); err != nil {
+		// The sandbox is gone but the record says otherwise: the retry (or
+		// the consumer that took the row over) will get Daytona's not-found
+		// and complete the row then.
+		w.completionFailed(ctx, log, "sandbox deleted but completion not recorded", err)
 		return err
 	}
 	log.InfoContext(ctx, "sandbox torn down")
@@ -137,32 +138,50 @@ func (w *Worker) repair(ctx context.Context, log *slog.Logger, e Entry) error {
 	work, err := e.CacheWork()
 	if err != nil {
 		log.ErrorContext(ctx, "outbox row unusable", "error", err.Error())
-		return w.fail(ctx, log, e.ID, err.Error(), true, nil)
+		return w.fail(ctx, log, e.Lease(), err.Error(), true, nil)
 	}
 	if w.Cache == nil {
-		return w.fail(ctx, log, e.ID, "no cache configured", false, errors.New("cleanup: no cache configured"))
+		return w.fail(ctx, log, e.Lease(), "no cache configured", false, errors.New("cleanup: no cache configured"))
 	}
 	if err := w.Cache.Repair(ctx, []threads.CacheWork{work})[0]; err != nil {
 		log.WarnContext(ctx, "cache repair failed; will be retried", "error", err.Error())
-		return w.fail(ctx, log, e.ID, err.Error(), false, err)
+		return w.fail(ctx, log, e.Lease(), err.Error(), false, err)
 	}
-	if err := w.Outbox.Complete(ctx, e.ID); err != nil {
-		log.ErrorContext(ctx, "cache repaired but completion not recorded", "error", err.Error())
+	if err := w.Outbox.Complete(ctx, e.Lease()); err != nil {
+		w.completionFailed(ctx, log, "cache repaired but completion not recorded", err)
 		return err
 	}
 	log.InfoContext(ctx, "cache repaired")
 	return nil
 }
 
+// completionFailed logs why work that was done is not recorded as done. A
+// lost lease is not this worker's failure: its lease ran out and another
+// consumer took the row over, so the row is that consumer's to complete,
+// and this delivery is reported failed rather than counted as done (a
+// redelivery finds the row done, or busy).
+func (w *Worker) completionFailed(ctx context.Context, log *slog.Logger, msg string, err error) {
+	if errors.Is(err, ErrLeaseLost) {
+		log.WarnContext(ctx, msg+": the lease ran out and another consumer holds the row; left to it", "error", err.Error())
+		return
+	}
+	log.ErrorContext(ctx, msg, "error", err.Error())
+}
+
 // fail records a failed attempt and returns what Handle should report: the
 // cause (deliver again) or, for a row marked dead, nil (acknowledge: no
-// retry can help, and the row says why).
-func (w *Worker) fail(ctx context.Context, log *slog.Logger, id, cause string, dead bool, report error) error {
+// retry can help, and the row says why). When the lease was lost nothing is
+// recorded: the row belongs to the consumer that took it over.
+func (w *Worker) fail(ctx context.Context, log *slog.Logger, l Lease, cause string, dead bool, report error) error {
 	// Record even when the invocation's deadline is what failed the call.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := w.Outbox.Fail(rctx, id, cause, dead); err != nil {
-		log.ErrorContext(ctx, "failure not recorded", "error", err.Error())
+	if err := w.Outbox.Fail(rctx, l, cause, dead); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			log.WarnContext(ctx, "failure not recorded: the lease ran out and another consumer holds the row", "error", err.Error())
+		} else {
+			log.ErrorContext(ctx, "failure not recorded", "error", err.Error())
+		}
 		if report == nil {
 			report = err
 		}

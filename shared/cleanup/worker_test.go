@@ -1,10 +1,14 @@
 package cleanup_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -464,5 +468,204 @@ func TestDeadlineStillRecordsTheFailure(t *testing.T) {
 	}
 	if r := w.row(jobID); r.Attempts != 1 || r.Leased || r.LastError == "" {
 		t.Fatalf("row %+v", r)
+	}
+}
+
+// logRecords captures a logger's records as JSON lines.
+type logRecords struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logRecords) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logRecords) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
+
+// errorsMentioning returns the ERROR records whose text contains s.
+func (l *logRecords) errorsMentioning(t *testing.T, s string) []string {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var found []string
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		var r struct{ Level string }
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if r.Level == "ERROR" && strings.Contains(line, s) {
+			found = append(found, line)
+		}
+	}
+	return found
+}
+
+// A DAYTONA_SERVER_URL that does not lead to Daytona's sandbox API never
+// marks a teardown done or a resource deleted: whatever answers there, even
+// with a 404 or a 200, the item fails, is retried, keeps the reason in the
+// outbox row, and an ERROR log names the setting. Once the setting is fixed
+// the same row completes.
+func TestMisconfiguredServerURLNeverMarksDone(t *testing.T) {
+	t.Parallel()
+	answering := func(status int, contentType, body string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if contentType != "" {
+				w.Header().Set("Content-Type", contentType)
+			}
+			w.WriteHeader(status)
+			io.WriteString(w, body) //nolint:errcheck
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	tests := []struct {
+		name   string
+		base   func(d *daytonatest.Server) string
+		answer string // in last_error
+	}{
+		{"without /api: Daytona's dashboard, 200 HTML", func(d *daytonatest.Server) string { return d.Origin }, "HTTP 200 is not Daytona's answer (an HTML page)"},
+		{"a wrong path under /api: Cannot DELETE", func(d *daytonatest.Server) string { return d.URL + "/v1" }, `"Cannot DELETE /api/v1/sandbox/`},
+		{"another server's HTML 404", func(*daytonatest.Server) string {
+			return answering(404, "text/html", "<html><body>Not Found</body></html>")
+		}, "HTTP 404 is not Daytona's answer (an HTML page)"},
+		{"an empty 404", func(*daytonatest.Server) string { return answering(404, "", "") }, "HTTP 404 is not Daytona's answer (empty body)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			jobID, sandboxID, resourceID := w.sandbox(false)
+			var logs logRecords
+			wrong := *w.worker
+			wrong.Destroyer = daytona.New(tc.base(w.daytona), apiKey, "")
+			wrong.Log = logs.logger()
+			ctx := context.Background()
+
+			for attempt := 1; attempt <= 2; attempt++ {
+				if failed := wrong.Handle(ctx, []cleanup.Job{job("m1", jobID)}); !slices.Equal(failed, []string{"m1"}) {
+					t.Fatalf("delivery %d: failed %v, want [m1]", attempt, failed)
+				}
+				r := w.row(jobID)
+				if r.Status != "pending" || r.Attempts != attempt || r.Leased ||
+					!strings.Contains(r.LastError, "DAYTONA_SERVER_URL") || !strings.Contains(r.LastError, tc.answer) {
+					t.Fatalf("delivery %d: row %+v, want pending, %d attempts, no lease, last_error naming DAYTONA_SERVER_URL and %q", attempt, r, attempt, tc.answer)
+				}
+				if got := w.resourceStatus(resourceID); got != "active" {
+					t.Fatalf("delivery %d: resource %s", attempt, got)
+				}
+			}
+			if !w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 0 {
+				t.Fatalf("sandbox exists %v, %d calls reached it", w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
+			}
+			if got := logs.errorsMentioning(t, "DAYTONA_SERVER_URL"); len(got) != 2 {
+				t.Fatalf("%d ERROR records name DAYTONA_SERVER_URL, want one per delivery:\n%s", len(got), logs.buf.String())
+			}
+
+			// The operator fixes the setting; the next delivery completes.
+			if failed := w.worker.Handle(ctx, []cleanup.Job{job("m1", jobID)}); len(failed) != 0 {
+				t.Fatalf("with the right URL: failed %v", failed)
+			}
+			if r := w.row(jobID); r.Status != "done" || w.resourceStatus(resourceID) != "deleted" || w.daytona.Exists(sandboxID) {
+				t.Fatalf("with the right URL: row %+v, resource %s, sandbox exists %v", r, w.resourceStatus(resourceID), w.daytona.Exists(sandboxID))
+			}
+		})
+	}
+}
+
+// gatedDestroyer holds each DeleteSandbox call until the test releases it,
+// after telling the test that the call has begun.
+type gatedDestroyer struct {
+	next    cleanup.Destroyer
+	began   chan struct{}
+	release chan struct{}
+}
+
+func newGate(next cleanup.Destroyer) *gatedDestroyer {
+	return &gatedDestroyer{next: next, began: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (g *gatedDestroyer) DeleteSandbox(ctx context.Context, id string) error {
+	g.began <- struct{}{}
+	<-g.release
+	return g.next.DeleteSandbox(ctx, id)
+}
+
+// A worker whose lease ran out and was taken over cannot release or
+// complete its successor's lease: a third delivery finds the row busy, and
+// Daytona sees exactly one call per lease holder. Deterministic: the workers
+// are held at their Daytona call by channels, and the lease is expired with
+// SQL.
+func TestLateWorkerCannotReleaseTakenOverLease(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		aAnswer func(d *daytonatest.Server, sandboxID string) // script for A's call
+	}{
+		{"A's late call fails", func(d *daytonatest.Server, id string) { d.FailNext(id, 1, 500) }},
+		{"A's late call succeeds", func(*daytonatest.Server, string) {}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			jobID, sandboxID, resourceID := w.sandbox(false)
+			ctx := context.Background()
+			tc.aAnswer(w.daytona, sandboxID)
+
+			// Worker A claims with a short lease and is held at Daytona.
+			a, gateA := *w.worker, newGate(w.worker.Destroyer)
+			a.Destroyer, a.Lease = gateA, 5*time.Second
+			aDone := make(chan []string, 1)
+			go func() { aDone <- a.Handle(ctx, []cleanup.Job{job("mA", jobID)}) }()
+			<-gateA.began
+
+			// A's lease runs out; worker B takes the row over and is held too.
+			w.Exec(`UPDATE thread_delete.outbox SET locked_until = now() - interval '1 second' WHERE id = $1`, jobID)
+			b, gateB := *w.worker, newGate(w.worker.Destroyer)
+			b.Destroyer = gateB
+			bDone := make(chan []string, 1)
+			go func() { bDone <- b.Handle(ctx, []cleanup.Job{job("mB", jobID)}) }()
+			<-gateB.began
+			var leaseB string
+			w.Pool.QueryRow(ctx, `SELECT lease_token::text FROM thread_delete.outbox WHERE id = $1`, jobID).Scan(&leaseB) //nolint:errcheck
+
+			// A wakes up: its outcome, whatever it is, must not touch B's lease.
+			close(gateA.release)
+			if failed := <-aDone; !slices.Equal(failed, []string{"mA"}) {
+				t.Fatalf("late worker A: failed %v, want [mA] (it must not count as done)", failed)
+			}
+			var token string
+			w.Pool.QueryRow(ctx, `SELECT lease_token::text FROM thread_delete.outbox WHERE id = $1`, jobID).Scan(&token) //nolint:errcheck
+			if r := w.row(jobID); r.Status != "pending" || r.Attempts != 0 || r.LastError != "" || !r.Leased || token != leaseB {
+				t.Fatalf("after A's late outcome: row %+v, lease %q, want untouched and still B's %q", r, token, leaseB)
+			}
+			if got := w.resourceStatus(resourceID); got != "active" {
+				t.Fatalf("A completed B's row: resource %s", got)
+			}
+
+			// A third delivery finds the row busy and does not call Daytona.
+			if failed := w.worker.Handle(ctx, []cleanup.Job{job("mC", jobID)}); !slices.Equal(failed, []string{"mC"}) {
+				t.Fatalf("third delivery: failed %v, want [mC] (busy)", failed)
+			}
+			if n := w.daytona.Calls(sandboxID); n != 1 {
+				t.Fatalf("%d Daytona calls before B's, want A's only", n)
+			}
+
+			// B finishes: the sandbox is gone (deleted now, or by A already),
+			// and B completes the row.
+			close(gateB.release)
+			if failed := <-bDone; len(failed) != 0 {
+				t.Fatalf("worker B: failed %v", failed)
+			}
+			if r := w.row(jobID); r.Status != "done" || r.Attempts != 1 || r.Leased || w.resourceStatus(resourceID) != "deleted" {
+				t.Fatalf("after B: row %+v, resource %s", r, w.resourceStatus(resourceID))
+			}
+			if w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 2 {
+				t.Fatalf("sandbox exists %v after %d Daytona calls, want gone after 2 (A's and B's)", w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
+			}
+		})
 	}
 }

@@ -173,3 +173,142 @@ func TestDeleteSandboxHonoursCallerDeadline(t *testing.T) {
 		t.Fatalf("%v after %s", err, time.Since(start))
 	}
 }
+
+// Only Daytona's own JSON not-found naming the sandbox means "already
+// gone". Every other 404, and a 2xx that is not JSON, comes from something
+// that is not Daytona's sandbox API — DAYTONA_SERVER_URL is wrong — and must
+// fail, naming the setting, or every sandbox would be left running while its
+// record says deleted.
+func TestDeleteSandboxAnswerShapes(t *testing.T) {
+	const id = "sb-7f3a"
+	daytonaNotFound := func(msg string) string {
+		return `{"statusCode":404,"source":"DAYTONA_API","code":"NOT_FOUND","message":"` + msg +
+			`","error":"Not Found","path":"/api/sandbox/` + id + `","timestamp":"2026-01-01T00:00:00.000Z","method":"DELETE"}`
+	}
+	tests := []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+		wantDone    bool
+		wantAnswer  string // in the error, when not done
+	}{
+		{"Daytona's not-found for the sandbox", 404, "application/json; charset=utf-8",
+			daytonaNotFound("Sandbox with ID or name " + id + " not found"), true, ""},
+		{"older Daytona's not-found by id", 404, "application/json; charset=utf-8",
+			`{"statusCode":404,"timestamp":"2025-01-01T00:00:00.000Z","path":"/api/sandbox/` + id + `","error":"Not Found","message":"Sandbox with ID ` + id + ` not found"}`, true, ""},
+		{"accepted: the sandbox, destroying", 200, "application/json; charset=utf-8",
+			`{"id":"` + id + `","state":"destroying"}`, true, ""},
+		{"accepted: empty body", 200, "", "", true, ""},
+		{"accepted: 204", 204, "", "", true, ""},
+
+		{"route not found behind Daytona's filter", 404, "application/json; charset=utf-8",
+			daytonaNotFound("Cannot DELETE /api/v1/sandbox/" + id), false, `JSON "Cannot DELETE /api/v1/sandbox/` + id + `"`},
+		{"route not found, plain NestJS", 404, "application/json; charset=utf-8",
+			`{"message":"Cannot DELETE /sandbox/` + id + `","error":"Not Found","statusCode":404}`, false, "Cannot DELETE"},
+		{"not-found naming another sandbox", 404, "application/json",
+			daytonaNotFound("Sandbox with ID or name sb-other not found"), false, "sb-other"},
+		{"not-found naming a prefix of the id", 404, "application/json",
+			daytonaNotFound("Sandbox with ID or name sb-7f not found"), false, "sb-7f"},
+		{"not-found without the sandbox", 404, "application/json",
+			`{"statusCode":404,"message":"Sandbox not found","error":"Not Found"}`, false, "Sandbox not found"},
+		{"right message, other code", 404, "application/json",
+			`{"statusCode":404,"code":"SNAPSHOT_NOT_FOUND","message":"Sandbox with ID or name ` + id + ` not found"}`, false, "JSON"},
+		{"right message, statusCode missing", 404, "application/json",
+			`{"message":"Sandbox with ID or name ` + id + ` not found"}`, false, "JSON"},
+		{"HTML 404 page", 404, "text/html", "<html><body><h1>404 Not Found</h1></body></html>", false, "an HTML page"},
+		{"empty 404", 404, "", "", false, "empty body"},
+		{"plain-text 404", 404, "text/plain; charset=utf-8", "404 page not found\n", false, "a text/plain body"},
+		{"200 HTML: Daytona's dashboard", 200, "text/html; charset=UTF-8", "<!doctype html><html></html>", false, "an HTML page"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls++
+				if tc.contentType != "" {
+					w.Header().Set("Content-Type", tc.contentType)
+				}
+				w.WriteHeader(tc.status)
+				w.Write([]byte(tc.body)) //nolint:errcheck
+			}))
+			defer srv.Close()
+
+			err := daytona.New(srv.URL, apiKey, "").DeleteSandbox(context.Background(), id)
+			if calls != 1 {
+				t.Fatalf("%d calls", calls)
+			}
+			if tc.wantDone {
+				if err != nil {
+					t.Fatalf("error %v, want done", err)
+				}
+				return
+			}
+			var se *daytona.ServerURLError
+			if !errors.As(err, &se) || se.Status != tc.status || se.SandboxID != id {
+				t.Fatalf("error %#v, want a ServerURLError for HTTP %d", err, tc.status)
+			}
+			if daytona.IsRetryable(err) {
+				t.Fatal("a wrong server URL is reported retryable")
+			}
+			for _, want := range []string{"DAYTONA_SERVER_URL", srv.URL, tc.wantAnswer, fmt.Sprintf("HTTP %d", tc.status)} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// The stand-in answers like the Daytona server for each base URL an
+// operator might configure; only the right one deletes, and no wrong one
+// is taken for "already gone".
+func TestDeleteSandboxServerURLs(t *testing.T) {
+	srv := daytonatest.New(t, apiKey)
+	tests := []struct {
+		name       string
+		base       string
+		wantAnswer string // "": deleted
+	}{
+		{"the API base", srv.URL, ""},
+		{"the API base with a trailing slash", srv.URL + "/", ""},
+		{"without /api: the dashboard", srv.Origin, "HTTP 200 is not Daytona's answer (an HTML page)"},
+		{"a wrong path under /api", srv.URL + "/v1", `HTTP 404 is not Daytona's answer (JSON "Cannot DELETE /api/v1/sandbox/`},
+		{"/api twice", srv.URL + "/api", `(JSON "Cannot DELETE /api/api/sandbox/`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "sb-" + strings.ReplaceAll(tc.name, " ", "-")
+			srv.AddSandbox(id)
+			err := daytona.New(tc.base, apiKey, "").DeleteSandbox(context.Background(), id)
+			if tc.wantAnswer == "" {
+				if err != nil || srv.Exists(id) || srv.Calls(id) != 1 {
+					t.Fatalf("error %v, exists %v, %d calls", err, srv.Exists(id), srv.Calls(id))
+				}
+				// Deleting it again gets Daytona's not-found: done as well.
+				if err := daytona.New(tc.base, apiKey, "").DeleteSandbox(context.Background(), id); err != nil || srv.Calls(id) != 2 {
+					t.Fatalf("second delete: %v, %d calls", err, srv.Calls(id))
+				}
+				return
+			}
+			var se *daytona.ServerURLError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.wantAnswer) || !strings.Contains(err.Error(), "DAYTONA_SERVER_URL") {
+				t.Fatalf("error %v, want a ServerURLError with %q", err, tc.wantAnswer)
+			}
+			if !srv.Exists(id) || srv.Calls(id) != 0 {
+				t.Fatalf("the wrong URL reached the sandbox: exists %v, %d calls", srv.Exists(id), srv.Calls(id))
+			}
+		})
+	}
+}
+
+// The server URL in the error hides a password it may carry.
+func TestServerURLErrorRedactsPassword(t *testing.T) {
+	srv := daytonatest.New(t, apiKey)
+	base := strings.Replace(srv.Origin, "http://", "http://user:hunter2@", 1)
+	err := daytona.New(base, apiKey, "").DeleteSandbox(context.Background(), "sb")
+	var se *daytona.ServerURLError
+	if !errors.As(err, &se) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -9,9 +9,9 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
-// The server-side time limit that goes with a caller's deadline rides in
-// the same batch: still one round trip, and it does not outlive the
-// transaction on the pooled connection.
+// The server-side time limits (the one that goes with a caller's deadline,
+// and the lock timeout) ride in the same batch: still one round trip, and
+// they do not outlive the transaction on the pooled connection.
 func TestDeleteWithDeadlineIsOneRoundTripAndLeavesNoSetting(t *testing.T) {
 	w := newWorld(t)
 	owner := w.PersonalAccount()
@@ -23,8 +23,9 @@ func TestDeleteWithDeadlineIsOneRoundTripAndLeavesNoSetting(t *testing.T) {
 	if err := w.store.Pool.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
+	const settings = `SELECT current_setting('statement_timeout') || ' ' || current_setting('lock_timeout')`
 	var before string
-	if err := w.store.Pool.QueryRow(ctx, `SHOW statement_timeout`).Scan(&before); err != nil {
+	if err := w.store.Pool.QueryRow(ctx, settings).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
 
@@ -37,11 +38,11 @@ func TestDeleteWithDeadlineIsOneRoundTripAndLeavesNoSetting(t *testing.T) {
 		t.Fatalf("%d round trips with a deadline, want 1", n)
 	}
 	var after string
-	if err := w.store.Pool.QueryRow(ctx, `SHOW statement_timeout`).Scan(&after); err != nil {
+	if err := w.store.Pool.QueryRow(ctx, settings).Scan(&after); err != nil {
 		t.Fatal(err)
 	}
 	if after != before {
-		t.Fatalf("statement_timeout on the pooled connection is %q after a delete, was %q", after, before)
+		t.Fatalf("statement_timeout and lock_timeout on the pooled connection are %q after a delete, were %q", after, before)
 	}
 }
 

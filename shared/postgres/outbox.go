@@ -14,16 +14,18 @@ import (
 )
 
 // OutboxStore is the cleanup worker's and sweeper's view of
-// thread_delete.outbox (migration 0001, used as is), on a pgx pool. Every
-// method is one statement or one short transaction; times are the
-// database's now(), so the clocks of concurrent Lambda instances never
-// matter.
+// thread_delete.outbox (migrations 0001 and 0003), on a pgx pool. Every
+// method is one statement; times are the database's now(), so the clocks of
+// concurrent Lambda instances never matter.
 //
-// The lease: Claim sets locked_until = now() + lease on a row in the same
-// statement that reads it, so of two deliveries of one job running at the
-// same moment exactly one calls Daytona; the other is told Busy. Complete,
-// CompleteTeardown and Fail clear it. A worker that dies mid-item leaves the
-// lease to expire; the queue's redelivery comes later than that.
+// The lease: Claim sets locked_until = now() + lease and a fresh lease_token
+// on a row in the same statement that reads it, so of two deliveries of one
+// job running at the same moment exactly one calls Daytona; the other is
+// told Busy. Complete, CompleteTeardown and Fail act only where the row
+// still carries the caller's token, and release the lease. A worker that
+// dies mid-item leaves the lease to expire; the queue's redelivery comes
+// later than that and takes the row over with a new token, after which the
+// old holder, should it wake up, can neither release nor complete the row.
 type OutboxStore struct {
 	Pool *pgxpool.Pool
 }
@@ -58,34 +60,34 @@ func scanEntry(r pgx.CollectableRow) (cleanup.Entry, error) {
 	return e, err
 }
 
-// Claim leases row id for lease when it is not done and not leased by
-// someone else, and says how it found the row otherwise.
+// Claim leases row id for lease under a fresh token when it is not done and
+// not leased by someone else, and says how it found the row otherwise.
 func (s *OutboxStore) Claim(ctx context.Context, id string, lease time.Duration) (cleanup.Entry, cleanup.Claim, error) {
 	// The UPDATE claims; the UNION's second arm reports the row as it was
-	// when nothing could be claimed. A concurrent claimer blocks on the row
-	// lock, then re-checks the WHERE against the committed lease and finds
-	// the row busy.
+	// when nothing could be claimed (without its holder's token). A
+	// concurrent claimer blocks on the row lock, then re-checks the WHERE
+	// against the committed lease and finds the row busy.
 	var (
 		claimed bool
 		e       cleanup.Entry
 		payload []byte
 	)
-	err := retryUnsent(ctx, func() error {
+	err := func() error {
 		return s.Pool.QueryRow(ctx, `
 			WITH claimed AS (
 				UPDATE thread_delete.outbox
-				   SET locked_until = now() + $2::interval, updated_at = now()
+				   SET locked_until = now() + $2::interval, lease_token = gen_random_uuid(), updated_at = now()
 				 WHERE id = $1
 				   AND status <> 'done'
 				   AND (locked_until IS NULL OR locked_until <= now())
-				RETURNING `+outboxColumns+`
+				RETURNING lease_token::text, `+outboxColumns+`
 			)
 			SELECT true, * FROM claimed
 			UNION ALL
-			SELECT false, `+outboxColumns+` FROM thread_delete.outbox
+			SELECT false, '', `+outboxColumns+` FROM thread_delete.outbox
 			 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
-			id, lease).Scan(&claimed, &e.ID, &e.Kind, &e.Status, &payload, &e.Attempts, &e.Sends, &e.NextAttemptAt, &e.LastError, &e.CreatedAt)
-	})
+			id, lease).Scan(&claimed, &e.LeaseToken, &e.ID, &e.Kind, &e.Status, &payload, &e.Attempts, &e.Sends, &e.NextAttemptAt, &e.LastError, &e.CreatedAt)
+	}()
 	e.Payload = payload
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -101,72 +103,94 @@ func (s *OutboxStore) Claim(ctx context.Context, id string, lease time.Duration)
 	}
 }
 
+// markDoneSQL is a CTE named "done" that completes outbox row $1 (counting
+// the attempt that did it) and releases its lease, when $2 is still its
+// lease token and it is not done yet.
+const markDoneSQL = `
+	done AS (
+		UPDATE thread_delete.outbox
+		   SET status = 'done', done_at = now(), updated_at = now(),
+		       attempts = attempts + 1, locked_until = NULL
+		 WHERE id = $1 AND lease_token = $2::uuid AND status <> 'done'
+		RETURNING id
+	)`
+
+// heldSQL ends a statement whose CTE "changed" acted on row $1 under lease
+// token $2: true when it did, or when the row is already done under that
+// same token (a repeated call by the holder that completed it); false when
+// another consumer's claim has replaced the token (or the row is gone).
+// Both EXISTS see the statement's snapshot, taken before "changed" ran.
+const heldSQL = `
+	SELECT EXISTS (SELECT 1 FROM changed)
+	    OR EXISTS (SELECT 1 FROM thread_delete.outbox WHERE id = $1 AND lease_token = $2::uuid AND status = 'done')`
+
+// leaseToken is the token as a query argument: NULL for an empty token,
+// which matches no row (a caller without a lease has lost it).
+func leaseToken(l cleanup.Lease) *string {
+	if l.Token == "" {
+		return nil
+	}
+	return &l.Token
+}
+
+// execHeld runs a statement ending in heldSQL for lease l and turns its
+// answer into nil or cleanup.ErrLeaseLost.
+func (s *OutboxStore) execHeld(ctx context.Context, what string, l cleanup.Lease, sql string, args ...any) error {
+	var held bool
+	err := func() error {
+		return s.Pool.QueryRow(ctx, sql, append([]any{l.ID, leaseToken(l)}, args...)...).Scan(&held)
+	}()
+	switch {
+	case err != nil:
+		return fmt.Errorf("outbox: %s %s: %w", what, l.ID, err)
+	case !held:
+		return fmt.Errorf("outbox: %s %s: %w", what, l.ID, cleanup.ErrLeaseLost)
+	}
+	return nil
+}
+
 // CompleteTeardown marks the sandbox's resource row deleted and the outbox
-// row done in one transaction. The resource is found by t.ResourceID when
-// the project referenced one, else (legacy projects.sandbox->>'id') by
-// type 'sandbox' and external_id = t.SandboxID; there may be none.
-func (s *OutboxStore) CompleteTeardown(ctx context.Context, id string, t threads.Teardown) error {
+// row done in one statement, both only while l holds the row. The resource
+// is found by t.ResourceID when the project referenced one, else (legacy
+// projects.sandbox->>'id') by type 'sandbox' and external_id = t.SandboxID;
+// there may be none.
+func (s *OutboxStore) CompleteTeardown(ctx context.Context, l cleanup.Lease, t threads.Teardown) error {
 	var resourceID *string
 	if t.ResourceID != "" {
 		resourceID = &t.ResourceID
 	}
-	err := retryUnsent(ctx, func() error {
-		return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `
-				UPDATE public.resources
-				   SET status = 'deleted', updated_at = now()
-				 WHERE status <> 'deleted'
-				   AND CASE WHEN $1::uuid IS NOT NULL THEN id = $1::uuid
-				            ELSE type = 'sandbox' AND external_id = $2 END`,
-				resourceID, t.SandboxID); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, markDoneSQL, id)
-			return err
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("outbox: complete teardown %s: %w", id, err)
-	}
-	return nil
+	return s.execHeld(ctx, "complete teardown", l, `
+		WITH `+markDoneSQL+`,
+		changed AS (SELECT id FROM done),
+		resource AS (
+			UPDATE public.resources
+			   SET status = 'deleted', updated_at = now()
+			 WHERE EXISTS (SELECT 1 FROM done)
+			   AND status <> 'deleted'
+			   AND CASE WHEN $3::uuid IS NOT NULL THEN id = $3::uuid
+			            ELSE type = 'sandbox' AND external_id = $4 END
+		)`+heldSQL, resourceID, t.SandboxID)
 }
 
-// markDoneSQL completes an outbox row (counting the attempt that did it)
-// and releases its lease.
-const markDoneSQL = `
-	UPDATE thread_delete.outbox
-	   SET status = 'done', done_at = now(), updated_at = now(),
-	       attempts = attempts + 1, locked_until = NULL
-	 WHERE id = $1 AND status <> 'done'`
-
-// Complete marks the row done and releases the lease.
-func (s *OutboxStore) Complete(ctx context.Context, id string) error {
-	err := retryUnsent(ctx, func() error {
-		_, err := s.Pool.Exec(ctx, markDoneSQL, id)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("outbox: complete %s: %w", id, err)
-	}
-	return nil
+// Complete marks the row done and releases the lease, while l holds it.
+func (s *OutboxStore) Complete(ctx context.Context, l cleanup.Lease) error {
+	return s.execHeld(ctx, "complete", l, `
+		WITH `+markDoneSQL+`,
+		changed AS (SELECT id FROM done)`+heldSQL)
 }
 
-// Fail records a failed attempt and releases the lease; with dead the row is
-// also marked dead. A row done meanwhile (by a delivery that took over an
-// expired lease) is left alone.
-func (s *OutboxStore) Fail(ctx context.Context, id, cause string, dead bool) error {
-	err := retryUnsent(ctx, func() error {
-		_, err := s.Pool.Exec(ctx, `
+// Fail records a failed attempt and releases the lease, while l holds the
+// row; with dead the row is also marked dead. A row already done is left
+// alone.
+func (s *OutboxStore) Fail(ctx context.Context, l cleanup.Lease, cause string, dead bool) error {
+	return s.execHeld(ctx, "record failure of", l, `
+		WITH changed AS (
 			UPDATE thread_delete.outbox
-			   SET attempts = attempts + 1, last_error = $2, locked_until = NULL, updated_at = now(),
-			       status = CASE WHEN $3 THEN 'dead' ELSE status END
-			 WHERE id = $1 AND status <> 'done'`, id, outboxCause(cause), dead)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("outbox: record failure of %s: %w", id, err)
-	}
-	return nil
+			   SET attempts = attempts + 1, last_error = $3, locked_until = NULL, updated_at = now(),
+			       status = CASE WHEN $4 THEN 'dead' ELSE status END
+			 WHERE id = $1 AND lease_token = $2::uuid AND status <> 'done'
+			RETURNING id
+		)`+heldSQL, outboxCause(cause), dead)
 }
 
 // outboxDue is the sweeper's due rule for teardowns (see cleanup.Sweeper);
@@ -189,7 +213,7 @@ const outboxDue = `
 // computed here as in cleanup.DuePolicy.Backoff.
 func (s *OutboxStore) ClaimDue(ctx context.Context, p cleanup.DuePolicy, limit int) ([]cleanup.Entry, error) {
 	var entries []cleanup.Entry
-	err := retryUnsent(ctx, func() error {
+	err := func() error {
 		rows, err := s.Pool.Query(ctx, `
 			WITH due AS (
 				SELECT id, sends, next_attempt_at FROM thread_delete.outbox
@@ -219,7 +243,7 @@ func (s *OutboxStore) ClaimDue(ctx context.Context, p cleanup.DuePolicy, limit i
 			return e, err
 		})
 		return err
-	})
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("outbox: claim due rows: %w", err)
 	}
@@ -230,14 +254,14 @@ func (s *OutboxStore) ClaimDue(ctx context.Context, p cleanup.DuePolicy, limit i
 // records the cause; the row stays pending and due. It does nothing when
 // the row moved on meanwhile (completed, or claimed again).
 func (s *OutboxStore) ResendFailed(ctx context.Context, e cleanup.Entry, cause string) error {
-	err := retryUnsent(ctx, func() error {
+	err := func() error {
 		_, err := s.Pool.Exec(ctx, `
 			UPDATE thread_delete.outbox
 			   SET sends = $2, next_attempt_at = $3, last_error = $4, updated_at = now()
 			 WHERE id = $1 AND status = 'pending' AND sends = $2 + 1`,
 			e.ID, e.Sends, e.NextAttemptAt, outboxCause(cause))
 		return err
-	})
+	}()
 	if err != nil {
 		return fmt.Errorf("outbox: undo re-send of %s: %w", e.ID, err)
 	}
@@ -248,7 +272,7 @@ func (s *OutboxStore) ResendFailed(ctx context.Context, e cleanup.Entry, cause s
 // keeping the last error in the message.
 func (s *OutboxStore) Bury(ctx context.Context, p cleanup.DuePolicy) (int, error) {
 	var n int64
-	err := retryUnsent(ctx, func() error {
+	err := func() error {
 		tag, err := s.Pool.Exec(ctx, `
 			UPDATE thread_delete.outbox
 			   SET status = 'dead', updated_at = now(),
@@ -257,7 +281,7 @@ func (s *OutboxStore) Bury(ctx context.Context, p cleanup.DuePolicy) (int, error
 			p.ResendAfter, p.MaxSends)
 		n = tag.RowsAffected()
 		return err
-	})
+	}()
 	if err != nil {
 		return 0, fmt.Errorf("outbox: bury exhausted rows: %w", err)
 	}
@@ -272,7 +296,7 @@ func (s *OutboxStore) Bury(ctx context.Context, p cleanup.DuePolicy) (int, error
 // work twice is harmless (its marker makes the second a no-op).
 func (s *OutboxStore) ClaimCacheWork(ctx context.Context, p cleanup.CachePolicy, limit int) ([]cleanup.Entry, error) {
 	var entries []cleanup.Entry
-	err := retryUnsent(ctx, func() error {
+	err := func() error {
 		rows, err := s.Pool.Query(ctx, `
 			WITH due AS (
 				SELECT id FROM thread_delete.outbox
@@ -297,7 +321,7 @@ func (s *OutboxStore) ClaimCacheWork(ctx context.Context, p cleanup.CachePolicy,
 		}
 		entries, err = pgx.CollectRows(rows, scanEntry)
 		return err
-	})
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("outbox: claim due redis work: %w", err)
 	}
@@ -319,7 +343,7 @@ func (s *OutboxStore) FinishCacheWork(ctx context.Context, done []string, failed
 		causes = append(causes, outboxCause(f.Cause))
 		dead = append(dead, f.Dead)
 	}
-	err := retryUnsent(ctx, func() error {
+	err := func() error {
 		_, err := s.Pool.Exec(ctx, `
 			UPDATE thread_delete.outbox o
 			   SET status = CASE WHEN r.cause = '' THEN 'done' WHEN r.dead THEN 'dead' ELSE o.status END,
@@ -329,7 +353,7 @@ func (s *OutboxStore) FinishCacheWork(ctx context.Context, done []string, failed
 			  FROM unnest($1::uuid[], $2::text[], $3::boolean[]) AS r(id, cause, dead)
 			 WHERE o.id = r.id AND o.status = 'pending'`, ids, causes, dead)
 		return err
-	})
+	}()
 	if err != nil {
 		return fmt.Errorf("outbox: record redis work results: %w", err)
 	}

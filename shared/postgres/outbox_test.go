@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -164,10 +165,11 @@ func TestOutboxCompleteTeardown(t *testing.T) {
 	}
 	for _, tc := range tests {
 		id := w.teardownRow(tc.td)
-		if _, c, err := w.store.Claim(ctx, id, time.Minute); err != nil || c != cleanup.Claimed {
+		e, c, err := w.store.Claim(ctx, id, time.Minute)
+		if err != nil || c != cleanup.Claimed {
 			t.Fatalf("%s: claim %v %v", tc.name, c, err)
 		}
-		if err := w.store.CompleteTeardown(ctx, id, tc.td); err != nil {
+		if err := w.store.CompleteTeardown(ctx, e.Lease(), tc.td); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		if status, attempts, _, _ := w.row(id); status != "done" || attempts != 1 {
@@ -182,7 +184,7 @@ func TestOutboxCompleteTeardown(t *testing.T) {
 			}
 		}
 		// Completing again (a late duplicate) changes nothing.
-		if err := w.store.CompleteTeardown(ctx, id, tc.td); err != nil {
+		if err := w.store.CompleteTeardown(ctx, e.Lease(), tc.td); err != nil {
 			t.Fatal(err)
 		}
 		if _, attempts, _, _ := w.row(id); attempts != 1 {
@@ -197,18 +199,19 @@ func TestOutboxFail(t *testing.T) {
 	ctx := context.Background()
 	id := w.teardownRow(threads.Teardown{SandboxID: "sb"})
 
-	w.store.Claim(ctx, id, time.Minute) //nolint:errcheck
-	if err := w.store.Fail(ctx, id, "daytona: HTTP 500", false); err != nil {
+	e, _, _ := w.store.Claim(ctx, id, time.Minute)
+	if err := w.store.Fail(ctx, e.Lease(), "daytona: HTTP 500", false); err != nil {
 		t.Fatal(err)
 	}
 	if status, attempts, _, lastErr := w.row(id); status != "pending" || attempts != 1 || lastErr != "daytona: HTTP 500" {
 		t.Fatalf("after a failure: %s %d %q", status, attempts, lastErr)
 	}
 	// The lease is released: the retry can claim at once.
-	if _, c, _ := w.store.Claim(ctx, id, time.Minute); c != cleanup.Claimed {
+	e, c, _ := w.store.Claim(ctx, id, time.Minute)
+	if c != cleanup.Claimed {
 		t.Fatalf("claim after failure: %v", c)
 	}
-	if err := w.store.Fail(ctx, id, strings.Repeat("x", 10000), true); err != nil {
+	if err := w.store.Fail(ctx, e.Lease(), strings.Repeat("x", 10000), true); err != nil {
 		t.Fatal(err)
 	}
 	if status, attempts, _, lastErr := w.row(id); status != "dead" || attempts != 2 || len(lastErr) > 2000 {
@@ -216,7 +219,7 @@ func TestOutboxFail(t *testing.T) {
 	}
 	// A failure reported for a row already done does not undo it.
 	w.Exec(`UPDATE thread_delete.outbox SET status = 'done' WHERE id = $1`, id)
-	if err := w.store.Fail(ctx, id, "late", false); err != nil {
+	if err := w.store.Fail(ctx, e.Lease(), "late", false); err != nil {
 		t.Fatal(err)
 	}
 	if status, _, _, _ := w.row(id); status != "done" {
@@ -344,5 +347,105 @@ func TestOutboxSweepAndWorkerClaims(t *testing.T) {
 	w.Exec(`UPDATE thread_delete.outbox SET next_attempt_at = now() - interval '2 minutes' WHERE id = $1`, id)
 	if rows, _ := w.store.ClaimDue(ctx, p, 10); len(rows) != 0 {
 		t.Fatalf("a leased row was re-sent")
+	}
+}
+
+// lease returns whether row id is leased right now and its lease token.
+func (w *outboxWorld) lease(id string) (leased bool, token string) {
+	w.TB.Helper()
+	if err := w.Pool.QueryRow(context.Background(),
+		`SELECT coalesce(locked_until > now(), false), coalesce(lease_token::text, '') FROM thread_delete.outbox WHERE id = $1`, id).Scan(&leased, &token); err != nil {
+		w.TB.Fatal(err)
+	}
+	return
+}
+
+// A consumer whose lease ran out and was taken over can neither release nor
+// complete the row: its late calls change nothing and say the lease is lost.
+func TestOutboxLeaseTakeover(t *testing.T) {
+	t.Parallel()
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	acct := w.PersonalAccount()
+	res := w.Sandbox(acct, "sb-takeover")
+	td := threads.Teardown{SandboxID: "sb-takeover", ResourceID: res}
+	id := w.teardownRow(td)
+
+	a, c, err := w.store.Claim(ctx, id, time.Second)
+	if err != nil || c != cleanup.Claimed || a.LeaseToken == "" {
+		t.Fatalf("first claim: %v %v, token %q", c, err, a.LeaseToken)
+	}
+	w.Exec(`UPDATE thread_delete.outbox SET locked_until = now() - interval '1 second' WHERE id = $1`, id)
+	b, c, err := w.store.Claim(ctx, id, time.Minute)
+	if err != nil || c != cleanup.Claimed || b.LeaseToken == "" || b.LeaseToken == a.LeaseToken {
+		t.Fatalf("takeover: %v %v, tokens %q then %q", c, err, a.LeaseToken, b.LeaseToken)
+	}
+
+	late := []struct {
+		name string
+		call func() error
+	}{
+		{"Fail", func() error { return w.store.Fail(ctx, a.Lease(), "late failure", false) }},
+		{"Fail dead", func() error { return w.store.Fail(ctx, a.Lease(), "late failure", true) }},
+		{"Complete", func() error { return w.store.Complete(ctx, a.Lease()) }},
+		{"CompleteTeardown", func() error { return w.store.CompleteTeardown(ctx, a.Lease(), td) }},
+		{"without a token", func() error { return w.store.Complete(ctx, cleanup.Lease{ID: id}) }},
+	}
+	for _, l := range late {
+		if err := l.call(); !errors.Is(err, cleanup.ErrLeaseLost) {
+			t.Errorf("A's late %s: %v, want ErrLeaseLost", l.name, err)
+		}
+		if status, attempts, _, lastErr := w.row(id); status != "pending" || attempts != 0 || lastErr != "" {
+			t.Errorf("after A's late %s: %s, %d attempts, last_error %q", l.name, status, attempts, lastErr)
+		}
+		if leased, token := w.lease(id); !leased || token != b.LeaseToken {
+			t.Errorf("after A's late %s: leased %v by %q, want B's lease %q", l.name, leased, token, b.LeaseToken)
+		}
+		if got := w.resourceStatus(res); got != "active" {
+			t.Errorf("after A's late %s: resource %s", l.name, got)
+		}
+	}
+	// B still holds the row: a third consumer is told Busy, and not B's token.
+	if e, c, err := w.store.Claim(ctx, id, time.Minute); err != nil || c != cleanup.Busy || e.LeaseToken != "" {
+		t.Fatalf("third claim: %v %v, token %q", c, err, e.LeaseToken)
+	}
+
+	// B completes; repeating it is harmless; A still cannot touch the row.
+	for range 2 {
+		if err := w.store.CompleteTeardown(ctx, b.Lease(), td); err != nil {
+			t.Fatalf("B's completion: %v", err)
+		}
+	}
+	if err := w.store.Fail(ctx, a.Lease(), "late failure", true); !errors.Is(err, cleanup.ErrLeaseLost) {
+		t.Fatalf("A's failure after B's completion: %v", err)
+	}
+	if status, attempts, _, lastErr := w.row(id); status != "done" || attempts != 1 || lastErr != "" || w.resourceStatus(res) != "deleted" {
+		t.Fatalf("after B's completion: %s, %d attempts, %q, resource %s", status, attempts, lastErr, w.resourceStatus(res))
+	}
+	if err := w.store.Complete(ctx, cleanup.Lease{ID: testenv.NewUUID(), Token: testenv.NewUUID()}); !errors.Is(err, cleanup.ErrLeaseLost) {
+		t.Fatalf("completing an unknown row: %v", err)
+	}
+}
+
+// An expired lease nobody took over is still its holder's: a slow but
+// sole consumer completes (or fails) the row normally.
+func TestOutboxExpiredLeaseNotTakenOver(t *testing.T) {
+	t.Parallel()
+	w := newOutboxWorld(t)
+	ctx := context.Background()
+	for _, complete := range []bool{true, false} {
+		id := w.teardownRow(threads.Teardown{SandboxID: "sb-slow"})
+		e, _, _ := w.store.Claim(ctx, id, time.Second)
+		w.Exec(`UPDATE thread_delete.outbox SET locked_until = now() - interval '1 second' WHERE id = $1`, id)
+		var err error
+		want := "pending"
+		if complete {
+			err, want = w.store.Complete(ctx, e.Lease()), "done"
+		} else {
+			err = w.store.Fail(ctx, e.Lease(), "slow failure", false)
+		}
+		if status, attempts, _, _ := w.row(id); err != nil || status != want || attempts != 1 {
+			t.Fatalf("complete=%v: %v, row %s after %d attempts", complete, err, status, attempts)
+		}
 	}
 }

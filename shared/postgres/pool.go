@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -36,8 +35,16 @@ type PoolOptions struct {
 //     never pins a session to a client because of prepared statements;
 //   - no liveness ping on acquire: between Lambda invokes every connection
 //     has sat idle for more than a second, and pgxpool would spend one extra
-//     round trip per request on a ping. Store.Delete instead retries once
-//     when a connection proves dead before anything was sent.
+//     round trip per request on a ping. Instead the kernel's TCP state is
+//     read as a connection is handed out, and one its peer closed is
+//     replaced (usable, in conncheck.go);
+//   - no startup parameter but application_name, which transaction-mode
+//     poolers track per client: PgBouncer refuses a connection whose startup
+//     packet sets anything beyond application_name, client_encoding,
+//     DateStyle, TimeZone and standard_conforming_strings ("unsupported
+//     startup parameter"), and a session setting would not follow the client
+//     to the next server connection anyway. Settings belong in the
+//     transaction that needs them (Store.Delete sets its timeouts there).
 func NewPool(ctx context.Context, o PoolOptions) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(o.URL)
 	if err != nil {
@@ -52,11 +59,6 @@ func NewPool(ctx context.Context, o PoolOptions) (*pgxpool.Pool, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "thread-delete"
 	}
-	// A lock held by a stuck transaction must not eat the whole Lambda
-	// budget: give up and answer 503 instead.
-	if _, ok := cfg.ConnConfig.RuntimeParams["lock_timeout"]; !ok {
-		cfg.ConnConfig.RuntimeParams["lock_timeout"] = "5s"
-	}
 	cfg.MaxConns = max(o.MaxConns, 1)
 	cfg.MinConns = 0
 	cfg.MaxConnLifetime = o.MaxConnLifetime
@@ -66,20 +68,9 @@ func NewPool(ctx context.Context, o PoolOptions) (*pgxpool.Pool, error) {
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.HealthCheckPeriod = time.Minute
 	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	cfg.PrepareConn = usable // instead of the ping: see conncheck.go
 	if o.BeforeConnect != nil {
 		cfg.BeforeConnect = o.BeforeConnect
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
-}
-
-// retryUnsent runs fn, and once more when it failed before anything reached
-// the server: the pool does not ping idle connections (see NewPool), so one
-// that died while the Lambda was frozen shows up as such an error, and a
-// fresh connection is the cure. This replaces pgxpool's ping on acquire.
-func retryUnsent(ctx context.Context, fn func() error) error {
-	err := fn()
-	if err != nil && pgconn.SafeToRetry(err) && ctx.Err() == nil {
-		err = fn()
-	}
-	return err
 }

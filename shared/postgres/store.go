@@ -53,7 +53,10 @@ type summary struct {
 // the extended protocol's single Sync makes the batch one implicit
 // transaction (any error rolls all of it back) and one network round trip.
 // A batch that lost a deadlock or a serialization conflict was rolled back
-// whole, so it is sent once more at once; a second loss is a 503.
+// whole by the server, so it is sent once more at once; a second loss is a
+// 503. Nothing else is re-sent: after any other failure the server may have
+// committed (a lost reply), and the answer is a 503 (see conncheck.go for
+// how dead idle connections are avoided instead).
 func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deletion, error) {
 	var userID, publicKey, secretHash, sessionID any
 	if k := req.Caller.APIKey; k != nil {
@@ -89,9 +92,9 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 		return br.Close()
 	}
 
-	err := retryUnsent(ctx, run)
+	err := run()
 	if isConflict(err) && ctx.Err() == nil {
-		err = retryUnsent(ctx, run)
+		err = run()
 	}
 	if err != nil {
 		return threads.Deletion{}, classify(err)
@@ -128,21 +131,23 @@ func isConflict(err error) bool {
 // settingsSQL gives the batch's transaction its limits, transaction-local
 // (is_local = true), never at connection start: transaction-mode poolers
 // (Supabase's, PgBouncer, RDS Proxy) refuse or pin sessions for startup
-// parameters, and a SET would leak to the next client of the server
+// parameters, and a session SET would leak to the next client of the server
 // connection.
 //
-//   - statement_timeout ($1, empty for none): when the caller's deadline
-//     passes, pgx abandons the connection and asks the server to cancel on a
-//     second connection; if that cancel request is lost (the Lambda
-//     environment is frozen right after answering, or the connection cannot
-//     be opened), a delete waiting on a lock would go on and commit after the
-//     caller was told 503, and its Redis follow-up would wait for the
-//     sweeper. With statement_timeout the server gives up by itself at the
-//     caller's deadline.
+//   - statement_timeout ($1): when the caller's deadline passes, pgx
+//     abandons the connection and asks the server to cancel on a second
+//     connection; if that cancel request is lost (the Lambda environment is
+//     frozen right after answering, or the connection cannot be opened), a
+//     delete waiting on a lock would go on and commit after the caller was
+//     told 503, and its Redis follow-up would wait for the sweeper. With
+//     statement_timeout the server gives up by itself at the caller's
+//     deadline. Without a deadline $1 is NULL, which makes set_config
+//     restore the configured default for this transaction: a session value
+//     another client of a pooled server connection left behind does not
+//     apply.
 //   - lock_timeout ($2): a lock held by a stuck transaction must not eat the
 //     whole budget.
-const settingsSQL = `SELECT set_config('lock_timeout', $2::text, true),
-       CASE WHEN $1::text <> '' THEN set_config('statement_timeout', $1::text, true) END`
+const settingsSQL = `SELECT set_config('statement_timeout', $1::text, true), set_config('lock_timeout', $2::text, true)`
 
 // serverTimeoutMargin makes the server give up slightly before the caller
 // does, so that its error (a 503 for the client) still arrives in time.
@@ -151,16 +156,17 @@ const serverTimeoutMargin = 50 * time.Millisecond
 // maxLockWait bounds every lock wait of the delete.
 const maxLockWait = 5 * time.Second
 
-// serverTimeouts returns the statement_timeout ("" when ctx has no
+// serverTimeouts returns the statement_timeout (nil when ctx has no
 // deadline) and lock_timeout settings, in milliseconds.
-func serverTimeouts(ctx context.Context) (statement, lock string) {
+func serverTimeouts(ctx context.Context) (statement *string, lock string) {
 	lockMS := maxLockWait.Milliseconds()
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return "", strconv.FormatInt(lockMS, 10)
+		return nil, strconv.FormatInt(lockMS, 10)
 	}
 	ms := max((time.Until(dl) - serverTimeoutMargin).Milliseconds(), 1) // 0 would mean no limit
-	return strconv.FormatInt(ms, 10), strconv.FormatInt(min(ms, lockMS), 10)
+	setting := strconv.FormatInt(ms, 10)
+	return &setting, strconv.FormatInt(min(ms, lockMS), 10)
 }
 
 // classify wraps errors that mean "the database could not be reached or

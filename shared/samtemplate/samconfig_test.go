@@ -167,3 +167,25 @@ func toString(v any) string {
 	}
 	return ""
 }
+
+// The dev stack serves a web front end run locally (npm run dev and the
+// like, on http://localhost:3000): its deploy and sync both allow it.
+func TestSamconfigDevCorsOrigins(t *testing.T) {
+	tmpl, root := repoTemplate(t)
+	_, tables := readSamconfig(t, filepath.Join(root, "samconfig.toml"))
+	c, ok, err := tmpl.HttpApiCors("HttpApi")
+	if err != nil || !ok || c.OriginsParameter == "" {
+		t.Fatalf("HttpApi CorsConfiguration takes no origins parameter (ok=%v, %v)", ok, err)
+	}
+	for _, table := range []string{"default.deploy.parameters", "default.sync.parameters"} {
+		raw, ok := tables[table]["parameter_overrides"]
+		if !ok {
+			t.Errorf("[%s] has no parameter_overrides", table)
+			continue
+		}
+		value, set := parseOverrides(t, raw)[c.OriginsParameter]
+		if got := c.Origins(value); !set || !slices.Equal(got, []string{"http://localhost:3000"}) {
+			t.Errorf("[%s] %s=%q allows origins %q, want [http://localhost:3000]", table, c.OriginsParameter, value, got)
+		}
+	}
+}

@@ -336,10 +336,48 @@ func TestHttpApiCors(t *testing.T) {
 			if name, _, ok := Intrinsic(origins); ok && name != "Fn::Split" {
 				t.Errorf("%s CorsConfiguration.AllowOrigins = %v, want a list or !Split", api, origins)
 			}
-			if methods := AsList(Get(cors, "AllowMethods")); !slices.Contains(methods, any("DELETE")) {
-				t.Errorf("%s CorsConfiguration.AllowMethods = %v, want DELETE", api, methods)
-			}
 		}
+	}
+}
+
+// A browser calls DELETE /threads/{id} and POST /threads/bulk-delete with
+// a token or an API key (and a JSON body), and must be able to read the
+// headers of a 401 and a 503. The origins are the deployer's choice.
+func TestHttpApiCorsConfiguration(t *testing.T) {
+	tmpl, _ := repoTemplate(t)
+	c, ok, err := tmpl.HttpApiCors("HttpApi")
+	if err != nil || !ok {
+		t.Fatalf("HttpApi CorsConfiguration: ok=%v, %v", ok, err)
+	}
+	sorted := func(s []string) []string { s = slices.Clone(s); sort.Strings(s); return s }
+	for _, f := range []struct {
+		name      string
+		got, want []string
+	}{
+		{"AllowMethods", c.AllowMethods, []string{"DELETE", "POST"}},
+		{"AllowHeaders", c.AllowHeaders, []string{"authorization", "content-type", "x-api-key"}},
+		{"ExposeHeaders", c.ExposeHeaders, []string{"retry-after", "www-authenticate"}},
+	} {
+		if !slices.Equal(sorted(f.got), f.want) {
+			t.Errorf("CorsConfiguration.%s = %v, want %v", f.name, f.got, f.want)
+		}
+	}
+	// Ten minutes of cached preflights (browsers cap it at 2 hours at most).
+	if c.MaxAge != 600 {
+		t.Errorf("CorsConfiguration.MaxAge = %d, want 600", c.MaxAge)
+	}
+	// Credentials travel in headers, never cookies; and API Gateway refuses
+	// AllowCredentials with the origin *, which CorsAllowedOrigins allows.
+	if c.AllowCredentials {
+		t.Error("CorsConfiguration.AllowCredentials = true, want false")
+	}
+	if c.OriginsParameter != "CorsAllowedOrigins" || c.OriginsDelimiter != "," {
+		t.Errorf("CorsConfiguration.AllowOrigins: split %q of parameter %q, want !Split [\",\", !Ref CorsAllowedOrigins]", c.OriginsDelimiter, c.OriginsParameter)
+	}
+	// Only when origins are given: an empty list would be a deploy error.
+	cond, _, otherwise, isIf := IfBranches(tmpl.Properties("HttpApi")["CorsConfiguration"])
+	if !isIf || !IsNoValue(otherwise) || cond != "HasCorsOrigins" {
+		t.Errorf("CorsConfiguration is not !If [HasCorsOrigins, {...}, !Ref AWS::NoValue]")
 	}
 }
 

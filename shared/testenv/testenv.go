@@ -1,8 +1,8 @@
 // Package testenv gives tests real backing services on loopback: a fresh
 // PostgreSQL database with the Kortix fixture and the service's migrations,
-// a Redis database number of their own, the fauxqs SQS emulator, and the
-// Lambda runtime interface emulator. It starts what is missing; `make test`
-// needs nothing else set.
+// a Redis database number of their own, the fauxqs SQS emulator, the
+// Lambda runtime interface emulator, and PgBouncer in front of PostgreSQL.
+// It starts what is missing; `make test` needs nothing else set.
 //
 // Settings (all optional): TEST_DATABASE_URL (an admin URL of the server;
 // default postgres://postgres@127.0.0.1:5432/postgres), TEST_REDIS_ADDR

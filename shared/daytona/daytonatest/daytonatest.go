@@ -1,10 +1,23 @@
 // Package daytonatest is an in-process stand-in for the Daytona API's
-// sandbox delete, following its documented behaviour, with failures a test
-// can script per sandbox.
+// sandbox delete, answering the way the Daytona server does (its NestJS API
+// under the /api prefix, its dashboard everywhere else), with failures a
+// test can script per sandbox.
 //
-//	DELETE /sandbox/{id}   without "Authorization: Bearer <key>"  → 401
-//	                       unknown id                              → 404 {"statusCode":404,"message":...,"error":"Not Found"}
-//	                       known id                                → 200 the sandbox, "state":"destroying"; then forgotten
+//	DELETE /api/sandbox/{id}  without "Authorization: Bearer <key>" → 401
+//	                          unknown id  → 404 {"statusCode":404,"source":"DAYTONA_API","code":"NOT_FOUND",
+//	                                             "message":"Sandbox with ID or name {id} not found",...}
+//	                          known id    → 200 the sandbox, "state":"destroying"; then forgotten
+//	any other /api/… route                → 404 {..."message":"Cannot DELETE /api/…","error":"Not Found"...}
+//	any path outside /api/                → 200 text/html: the dashboard's index.html
+//
+// These are the answers of Daytona's source (github.com/daytonaio/daytona,
+// apps/api): the sandbox access guard throws NotFoundException(`Sandbox
+// with ID or name ${sandboxIdOrName} not found`); NestJS throws
+// NotFoundException(`Cannot ${method} ${url}`) for a path no route matches;
+// and the global AllExceptionsFilter renders both as the JSON envelope
+// above, except that a not-found outside /api/ is answered with the
+// dashboard's index.html (status 200). So a DAYTONA_SERVER_URL without
+// "/api" gets HTML, and one with a wrong path under /api gets "Cannot …".
 package daytonatest
 
 import (
@@ -12,6 +25,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +34,13 @@ import (
 // Server is the stand-in. Create it with New.
 type Server struct {
 	*httptest.Server
+	// URL is the API's base URL, like https://app.daytona.io/api: what
+	// DAYTONA_SERVER_URL must be. It shadows the embedded server's URL,
+	// which is Origin.
+	URL string
+	// Origin is the server's root, where Daytona serves its dashboard: a
+	// DAYTONA_SERVER_URL missing "/api".
+	Origin string
 	APIKey string
 
 	mu        sync.Mutex
@@ -47,13 +68,25 @@ func New(tb testing.TB, apiKey string) *Server {
 		script:    map[string][]Step{},
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("DELETE /sandbox/{id}", s.delete)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("Cannot %s %s", r.Method, r.URL.Path))
+	mux.HandleFunc("DELETE /api/sandbox/{id}", s.delete)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, fmt.Sprintf("Cannot %s %s", r.Method, r.URL.RequestURI()))
 	})
+	mux.HandleFunc("/", dashboard)
 	s.Server = httptest.NewServer(mux)
+	s.Origin = s.Server.URL
+	s.URL = s.Origin + "/api"
 	tb.Cleanup(s.Close)
 	return s
+}
+
+// dashboard answers like Daytona's filter for a path outside /api/: the
+// single-page app's index.html, status 200, whatever the method.
+func dashboard(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="UTF-8"><title>Daytona</title></head>`+
+		`<body><div id="root"></div></body></html>`)
 }
 
 // AddSandbox makes ids known (existing sandboxes).
@@ -139,11 +172,11 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Header.Get("Authorization") != "Bearer "+s.APIKey {
-		writeError(w, http.StatusUnauthorized, "Invalid API key")
+		writeError(w, r, http.StatusUnauthorized, "Invalid API key")
 		return
 	}
 	if step.Status != 0 {
-		writeError(w, step.Status, http.StatusText(step.Status))
+		writeError(w, r, step.Status, http.StatusText(step.Status))
 		return
 	}
 
@@ -152,7 +185,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	delete(s.sandboxes, id)
 	s.mu.Unlock()
 	if !known {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("Sandbox with ID or name %s not found", id))
+		writeError(w, r, http.StatusNotFound, fmt.Sprintf("Sandbox with ID or name %s not found", id))
 		return
 	}
 	now := time.Now().UTC().Format(time.RFC3339)
@@ -176,12 +209,28 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// writeError answers in the shape of Daytona's (NestJS) error bodies.
-func writeError(w http.ResponseWriter, status int, msg string) {
+// apiCodes is Daytona's HTTP_STATUS_TO_API_CODE (apps/api/src/common/errors/
+// api-error-code.enum.ts); other statuses get INTERNAL_SERVER_ERROR.
+var apiCodes = map[int]string{
+	400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+	409: "CONFLICT", 429: "RATE_LIMIT_EXCEEDED", 500: "INTERNAL_SERVER_ERROR",
+}
+
+// writeError answers with the envelope of Daytona's AllExceptionsFilter.
+func writeError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	code, ok := apiCodes[status]
+	if !ok {
+		code = "INTERNAL_SERVER_ERROR"
+	}
 	writeJSON(w, status, map[string]any{
 		"statusCode": status,
+		"source":     "DAYTONA_API",
+		"code":       code,
 		"message":    msg,
 		"error":      http.StatusText(status),
+		"path":       r.URL.RequestURI(),
+		"timestamp":  time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"method":     strings.ToUpper(r.Method),
 	})
 }
 
