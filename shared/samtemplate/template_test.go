@@ -281,42 +281,48 @@ func TestQueuesEncrypted(t *testing.T) {
 	}
 }
 
-func TestHttpApiRoute(t *testing.T) {
+// The function serves two routes of one HTTP API: DELETE /threads/{id} and
+// the multi-select POST /threads/bulk-delete (one handler, one pool, one
+// cold start).
+func TestHttpApiRoutes(t *testing.T) {
 	tmpl, _ := repoTemplate(t)
+	routes := map[string]string{ // path -> method
+		"/threads/{thread_id}":  "DELETE",
+		"/threads/bulk-delete": "POST",
+	}
 	evs := eventsOfType(t, tmpl, "HttpApi")
-	if len(evs) != 1 {
-		t.Fatalf("want exactly one HttpApi event, got %d", len(evs))
+	if len(evs) != len(routes) {
+		t.Fatalf("want %d HttpApi events, got %d", len(routes), len(evs))
 	}
-	e := evs[0]
-	if e.function != deleteFn {
-		t.Errorf("HttpApi event is on %s, want %s", e.function, deleteFn)
-	}
-	for _, c := range []struct{ key, want string }{
-		{"Method", "DELETE"},
-		{"Path", "/threads/{thread_id}"},
-		{"PayloadFormatVersion", "2.0"},
-	} {
-		if got := e.props[c.key]; got != c.want {
-			t.Errorf("%s = %#v, want %q", c.key, got, c.want)
+	var api string
+	for _, e := range evs {
+		if e.function != deleteFn {
+			t.Errorf("HttpApi event is on %s, want %s", e.function, deleteFn)
 		}
+		path, _ := e.props["Path"].(string)
+		method, ok := routes[path]
+		if !ok || e.props["Method"] != method || e.props["PayloadFormatVersion"] != "2.0" {
+			t.Errorf("HttpApi event %v is none of %v (payload 2.0)", e.props, routes)
+		}
+		id, ok := Ref(e.props["ApiId"])
+		if !ok || tmpl.Type(id) != "AWS::Serverless::HttpApi" || (api != "" && id != api) {
+			t.Fatalf("ApiId = %v, want !Ref to the one AWS::Serverless::HttpApi", e.props["ApiId"])
+		}
+		api = id
 	}
-	api, ok := Ref(e.props["ApiId"])
-	if !ok || tmpl.Type(api) != "AWS::Serverless::HttpApi" {
-		t.Fatalf("ApiId = %v, want !Ref to an AWS::Serverless::HttpApi", e.props["ApiId"])
-	}
-	// An explicit OpenAPI body must describe the same route, whichever way
-	// its conditions go, or SAM would add a second one beside it.
+	// An explicit OpenAPI body must describe the same routes, whichever way
+	// its conditions go, or SAM would add second ones beside them.
 	if body := AsMap(tmpl.Properties(api)["DefinitionBody"]); body != nil {
 		paths := AsMap(body["paths"])
-		for p := range paths {
-			if p != "/threads/{thread_id}" {
-				t.Errorf("DefinitionBody has an unexpected path %s", p)
-			}
+		if len(paths) != len(routes) {
+			t.Errorf("DefinitionBody paths %v, want %v", paths, routes)
 		}
-		for _, item := range Alternatives(paths["/threads/{thread_id}"]) {
-			m := AsMap(item)
-			if _, ok := m["delete"]; !ok || len(m) != 1 {
-				t.Errorf("DefinitionBody path item %v, want only a delete operation", item)
+		for p, method := range routes {
+			for _, item := range Alternatives(paths[p]) {
+				m := AsMap(item)
+				if _, ok := m[strings.ToLower(method)]; !ok || len(m) != 1 {
+					t.Errorf("DefinitionBody path %s item %v, want only a %s operation", p, item, method)
+				}
 			}
 		}
 	}
