@@ -19,8 +19,8 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
-// Authenticator turns request credentials into a caller; every failure is
-// an *auth.Error (a 401).
+// Authenticator turns request credentials into a caller; a failure is an
+// *auth.Error (a 401) or auth.ErrUnavailable (a 503).
 type Authenticator interface {
 	Authenticate(ctx context.Context, authorization, apiKey string, apiKeyPresent bool) (threads.Caller, error)
 }
@@ -94,6 +94,9 @@ func (h *Handler) handle(ctx context.Context, ev events.APIGatewayV2HTTPRequest,
 		if errors.As(err, &ae) {
 			return unauthorized(ae.Detail), "unauthenticated", threads.Result{}
 		}
+		if errors.Is(err, auth.ErrUnavailable) { // logged by auth
+			return unavailable(), "unavailable", threads.Result{}
+		}
 		h.logger().ErrorContext(ctx, "authentication failed unexpectedly", "error", err.Error())
 		return detail(500, detailFailed), "error", threads.Result{}
 	}
@@ -112,9 +115,7 @@ func (h *Handler) handle(ctx context.Context, ev events.APIGatewayV2HTTPRequest,
 		return detail(404, detailNotFound), "not_found", res
 	case errors.Is(err, threads.ErrUnavailable):
 		h.logger().WarnContext(ctx, "database unavailable", "error", err.Error())
-		r := detail(503, detailUnavailable)
-		r.Headers["Retry-After"] = retryAfterSeconds
-		return r, "unavailable", res
+		return unavailable(), "unavailable", res
 	default:
 		h.logger().ErrorContext(ctx, "delete failed", "error", err.Error())
 		return detail(500, detailFailed), "error", res
@@ -155,6 +156,12 @@ func detail(status int, text string) events.APIGatewayV2HTTPResponse {
 func unauthorized(text string) events.APIGatewayV2HTTPResponse {
 	r := detail(401, text)
 	r.Headers["WWW-Authenticate"] = "Bearer"
+	return r
+}
+
+func unavailable() events.APIGatewayV2HTTPResponse {
+	r := detail(503, detailUnavailable)
+	r.Headers["Retry-After"] = retryAfterSeconds
 	return r
 }
 

@@ -39,6 +39,10 @@ type Caller struct {
 	// to its account's primary owner inside the delete transaction itself, so
 	// that checking it costs no extra round trip.
 	APIKey *APIKey
+	// SessionID is the JWT's session_id (a lower-case UUID): set only when
+	// sessions are required; the store then requires the session to exist
+	// in auth.sessions.
+	SessionID string
 }
 
 // APIKey is a parsed "pk_...:sk_..." credential. SecretHash is the hex
