@@ -24,8 +24,8 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
-// Authenticator turns request credentials into a caller; every failure is
-// an *auth.Error (a 401).
+// Authenticator turns request credentials into a caller; a failure is an
+// *auth.Error (a 401) or auth.ErrUnavailable (a 503).
 type Authenticator interface {
 	Authenticate(ctx context.Context, authorization, apiKey string, apiKeyPresent bool) (threads.Caller, error)
 }
@@ -229,6 +229,9 @@ func (h *Handler) delete(ctx context.Context, ev events.APIGatewayV2HTTPRequest,
 		var ae *auth.Error
 		if errors.As(err, &ae) {
 			return nil, unauthorized(ae.Detail), "unauthenticated"
+		}
+		if errors.Is(err, auth.ErrUnavailable) { // logged by auth
+			return nil, unavailable(), "unavailable"
 		}
 		h.logger().ErrorContext(ctx, "authentication failed unexpectedly", "error", err.Error())
 		return nil, detail(500, detailFailed), "error"

@@ -25,11 +25,13 @@ import (
 // request does.
 func DeleteThread(ctx context.Context, cfg config.DeleteThread, log *slog.Logger) (*apigw.Handler, func(), error) {
 	authenticator, err := auth.New(auth.Config{
-		HS256Secret:  []byte(cfg.JWTSecret),
-		JWKSURL:      cfg.JWKSURL,
-		Audience:     cfg.Audience,
-		Issuer:       cfg.Issuer,
-		APIKeySecret: []byte(cfg.APIKeySecret),
+		HS256Secret:    []byte(cfg.JWTSecret),
+		JWKSURL:        cfg.JWKSURL,
+		Audience:       cfg.Audience,
+		Issuer:         cfg.Issuer,
+		RequireSession: cfg.RequireSession,
+		APIKeySecret:   []byte(cfg.APIKeySecret),
+		Logger:         log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: %w", err)

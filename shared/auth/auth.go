@@ -1,10 +1,14 @@
 // Package auth turns the credentials of a request (a Supabase access token in
 // Authorization, or a Kortix API key in X-API-Key) into a threads.Caller.
 //
-// Every failure is an *Error whose Detail is safe to show to the client: the
-// HTTP adapter answers it with 401 and never needs to look further. Internal
-// causes (library errors, JWKS outages) are deliberately not exposed, so a
-// probing client learns nothing beyond "expired" or "invalid".
+// A refused credential is an *Error whose Detail is safe to show to the
+// client: the HTTP adapter answers it with 401 and never needs to look
+// further. The one failure that is not the client's is ErrUnavailable (the
+// JWKS could not be fetched for a token whose key only it can give), a 503.
+// Why a credential was refused is logged (a reason word and what an
+// operator needs, such as the expected issuer), never told to the client,
+// and the credential itself is never logged: a probing client learns
+// nothing beyond "expired" or "invalid".
 package auth
 
 import (
@@ -17,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,16 +58,22 @@ const (
 // Config configures an Authenticator. The config layer validates the
 // environment; New re-checks only what would make the Authenticator unsafe.
 type Config struct {
-	HS256Secret  []byte        // SUPABASE_JWT_SECRET; may be empty
-	JWKSURL      string        // SUPABASE_JWKS_URL; may be empty, but not both
-	Audience     string        // required aud; "" disables the check
-	Issuer       string        // required iss when non-empty
-	Leeway       time.Duration // clock skew for exp/nbf/iat; 0 means 30s
-	APIKeySecret []byte        // API_KEY_SECRET; empty refuses every API key
-	HTTPClient   *http.Client  // for JWKS; nil means a client with a short timeout
+	HS256Secret    []byte        // SUPABASE_JWT_SECRET; may be empty
+	JWKSURL        string        // SUPABASE_JWKS_URL; may be empty, but not both
+	Audience       string        // required aud; "" disables the check
+	Issuer         string        // required iss when non-empty
+	RequireSession bool          // JWT_REQUIRE_SESSION: a JWT must carry a UUID session_id
+	Leeway         time.Duration // clock skew for exp/nbf/iat; 0 means 30s
+	APIKeySecret   []byte        // API_KEY_SECRET; empty refuses every API key
+	HTTPClient     *http.Client  // for JWKS; nil means a client with a short timeout
+	// Logger receives every refusal with its reason, and JWKS fetch
+	// failures. Pass the function's lambdacontext logger: the lines are
+	// logged with the request's context, so they carry its request id.
+	// nil means slog.Default().
+	Logger *slog.Logger
 }
 
-// Error is every authentication failure. Detail is the exact text for the
+// Error is every refused credential. Detail is the exact text for the
 // client ({"detail": Detail} with status 401).
 type Error struct{ Detail string }
 
@@ -70,14 +81,26 @@ type Error struct{ Detail string }
 // client saw.
 func (e *Error) Error() string { return e.Detail }
 
+// ErrUnavailable is returned, instead of an *Error, when a token needs a
+// key that only the JWKS can give (none cached under its kid) and the JWKS
+// cannot be fetched: connection error, timeout, non-2xx, unusable body.
+// The token may well be valid, so this is no 401 (clients sign the user
+// out on a 401) but a 503 to retry. A kid that a JWKS which answered does
+// not list is still an *Error.
+var ErrUnavailable = errors.New("auth: JWKS unavailable")
+
 // Authenticator verifies credentials. It is safe for concurrent use and is
 // meant to live for the whole Lambda execution environment, so that the JWKS
 // it fetched stays cached between invocations.
 type Authenticator struct {
-	hsSecret     []byte
-	apiKeySecret []byte
-	parser       *jwt.Parser
-	jwks         *jwksCache // nil when no JWKS URL is configured
+	hsSecret       []byte
+	apiKeySecret   []byte
+	audience       string
+	issuer         string
+	requireSession bool
+	parser         *jwt.Parser
+	jwks           *jwksCache // nil when no JWKS URL is configured
+	log            *slog.Logger
 	// now is the clock of claim validation and of the JWKS cache; tests
 	// replace it.
 	now func() time.Time
@@ -98,19 +121,26 @@ func New(cfg Config) (*Authenticator, error) {
 		leeway = defaultLeeway
 	}
 	a := &Authenticator{
-		hsSecret:     cfg.HS256Secret,
-		apiKeySecret: cfg.APIKeySecret,
-		now:          time.Now,
+		hsSecret:       cfg.HS256Secret,
+		apiKeySecret:   cfg.APIKeySecret,
+		audience:       cfg.Audience,
+		issuer:         cfg.Issuer,
+		requireSession: cfg.RequireSession,
+		log:            cfg.Logger,
+		now:            time.Now,
+	}
+	if a.log == nil {
+		a.log = slog.Default()
 	}
 	if cfg.JWKSURL != "" {
 		u, err := url.ParseRequestURI(cfg.JWKSURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return nil, fmt.Errorf("auth: JWKS URL %q is not an http(s) URL", cfg.JWKSURL)
 		}
-		a.jwks = newJWKSCache(cfg.JWKSURL, cfg.HTTPClient, func() time.Time { return a.now() })
+		a.jwks = newJWKSCache(cfg.JWKSURL, cfg.HTTPClient, func() time.Time { return a.now() }, a.log)
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{"HS256", "ES256", "RS256"}),
+		jwt.WithValidMethods(validAlgs),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
@@ -126,19 +156,28 @@ func New(cfg Config) (*Authenticator, error) {
 	return a, nil
 }
 
+// validAlgs are the only JWT algorithms accepted.
+var validAlgs = []string{"HS256", "ES256", "RS256"}
+
 // Authenticate resolves the credentials of one request. apiKey and
 // apiKeyPresent come from the X-API-Key header: when the header is present,
 // even empty, it alone decides, as in the original Kortix API. The returned
-// error is always an *Error.
+// error is an *Error (401) or ErrUnavailable (503); either way the reason
+// has been logged.
 func (a *Authenticator) Authenticate(ctx context.Context, authorization, apiKey string, apiKeyPresent bool) (threads.Caller, error) {
+	var caller threads.Caller
+	var r *refusal
 	if apiKeyPresent {
-		return a.authenticateAPIKey(apiKey)
+		caller, r = a.authenticateAPIKey(apiKey)
+	} else if token, ok := bearerToken(authorization); ok {
+		caller, r = a.authenticateJWT(ctx, token)
+	} else {
+		r = refuse(DetailNoCredentials, reasonNoCredentials, "authorization_present", authorization != "")
 	}
-	token, ok := bearerToken(authorization)
-	if !ok {
-		return threads.Caller{}, &Error{Detail: DetailNoCredentials}
+	if r != nil {
+		return threads.Caller{}, a.report(ctx, r)
 	}
-	return a.authenticateJWT(ctx, token)
+	return caller, nil
 }
 
 // HashSecret returns hex(HMAC-SHA256(key, secret)), the form in which Kortix
@@ -153,12 +192,12 @@ func HashSecret(key []byte, secret string) string {
 // whether the key exists and is active is decided inside the delete
 // transaction, which saves a database round trip. The plain secret is not
 // kept beyond this function.
-func (a *Authenticator) authenticateAPIKey(v string) (threads.Caller, error) {
+func (a *Authenticator) authenticateAPIKey(v string) (threads.Caller, *refusal) {
 	if !validAPIKey(v) {
-		return threads.Caller{}, &Error{Detail: DetailInvalidAPIKeyFormat}
+		return threads.Caller{}, refuse(DetailInvalidAPIKeyFormat, reasonAPIKeyFormat)
 	}
 	if len(a.apiKeySecret) == 0 {
-		return threads.Caller{}, &Error{Detail: DetailInvalidAPIKey}
+		return threads.Caller{}, refuse(DetailInvalidAPIKey, reasonAPIKeysDisabled)
 	}
 	return threads.Caller{APIKey: &threads.APIKey{
 		PublicKey:  v[:3+keyPartLen],
@@ -196,74 +235,105 @@ func bearerToken(h string) (string, bool) {
 }
 
 // claims are the parts of a Supabase access token the service uses; the
-// registered claims carry what the parser validates.
+// registered claims carry what the parser validates. SessionID is decoded
+// as any JSON value, so that an odd session_id refuses a token only when
+// sessions are required.
 type claims struct {
 	jwt.RegisteredClaims
+	SessionID any `json:"session_id"`
 }
 
-func (a *Authenticator) authenticateJWT(ctx context.Context, token string) (threads.Caller, error) {
+func (a *Authenticator) authenticateJWT(ctx context.Context, token string) (threads.Caller, *refusal) {
 	if len(token) > maxTokenBytes {
-		return threads.Caller{}, &Error{Detail: DetailInvalidToken}
+		return threads.Caller{}, refuse(DetailInvalidToken, reasonMalformed, "token_bytes", len(token))
 	}
 	var c claims
-	if _, err := a.parser.ParseWithClaims(token, &c, a.keyfunc(ctx)); err != nil {
-		// The parser reports claim errors only after the signature
-		// verified, so "expired" is never said of a forged token.
-		if errors.Is(err, jwt.ErrTokenExpired) {
-			return threads.Caller{}, &Error{Detail: DetailTokenExpired}
+	var keyRefusal *refusal
+	tok, err := a.parser.ParseWithClaims(token, &c, a.keyfunc(ctx, &keyRefusal))
+	if err != nil {
+		if keyRefusal != nil {
+			return threads.Caller{}, keyRefusal
 		}
-		return threads.Caller{}, &Error{Detail: DetailInvalidToken}
+		return threads.Caller{}, a.parseRefusal(tok, err, &c)
 	}
 	sub, err := threads.ParseID(c.Subject)
 	if err != nil {
-		return threads.Caller{}, &Error{Detail: DetailInvalidToken}
+		return threads.Caller{}, refuse(DetailInvalidToken, reasonInvalidSubject)
 	}
-	return threads.Caller{UserID: sub}, nil
+	caller := threads.Caller{UserID: sub}
+	if a.requireSession {
+		s, _ := c.SessionID.(string)
+		sid, err := threads.ParseID(s)
+		if err != nil {
+			return threads.Caller{}, refuse(DetailInvalidToken, reasonInvalidSession, "session_id_present", c.SessionID != nil)
+		}
+		caller.SessionID = sid
+	}
+	return caller, nil
 }
 
-// errNoKey is what the keyfunc returns for any token it refuses; the parser
-// wraps it and authenticateJWT turns it into DetailInvalidToken.
+// errNoKey is what the keyfunc returns for any token it refuses, after
+// recording why; the parser wraps it.
 var errNoKey = errors.New("auth: no acceptable key for token")
 
 // keyfunc pins each algorithm to its kind of key, which is what defeats
 // algorithm-confusion attacks: HS256 is verified only with the shared
 // secret, never with a JWKS key (whose public bytes an attacker knows), and
 // ES256/RS256 only with a JWKS key of the matching type, selected by kid.
-func (a *Authenticator) keyfunc(ctx context.Context) jwt.Keyfunc {
+// When it refuses a token it sets *why.
+func (a *Authenticator) keyfunc(ctx context.Context, why **refusal) jwt.Keyfunc {
 	return func(t *jwt.Token) (any, error) {
-		switch alg := t.Method.Alg(); alg {
+		alg := t.Method.Alg()
+		switch alg {
 		case "HS256":
 			if len(a.hsSecret) == 0 {
+				*why = refuse(DetailInvalidToken, reasonUnsupportedAlgorithm, "alg", alg, "note", "no HS256 secret configured")
 				return nil, errNoKey
 			}
 			return a.hsSecret, nil
 		case "ES256", "RS256":
 			if a.jwks == nil {
+				*why = refuse(DetailInvalidToken, reasonUnsupportedAlgorithm, "alg", alg, "note", "no JWKS configured")
 				return nil, errNoKey
 			}
-			if kid, _ := t.Header["kid"].(string); kid == "" {
+			kid, _ := t.Header["kid"].(string)
+			if kid == "" {
+				*why = refuse(DetailInvalidToken, reasonMissingKID, "alg", alg)
 				return nil, errNoKey
 			}
-			key, err := a.jwks.key(ctx, t)
-			if err != nil || !keyFits(alg, key) {
+			k, err := a.jwks.key(ctx, kid)
+			switch {
+			case errors.Is(err, ErrUnavailable):
+				*why = &refusal{reason: reasonJWKSUnreachable, attrs: []any{"alg", alg, "kid", clip(kid), "error", err.Error()}}
+				return nil, errNoKey
+			case err != nil:
+				*why = refuse(DetailInvalidToken, reasonUnknownKID, "alg", alg, "kid", clip(kid))
+				return nil, errNoKey
+			case !keyFits(alg, k):
+				*why = refuse(DetailInvalidToken, reasonKeyMismatch, "alg", alg, "kid", clip(kid), "key_alg", k.alg, "key_type", fmt.Sprintf("%T", k.key))
 				return nil, errNoKey
 			}
-			return key, nil
+			return k.key, nil
 		}
+		*why = refuse(DetailInvalidToken, reasonUnsupportedAlgorithm, "alg", clip(alg))
 		return nil, errNoKey
 	}
 }
 
-// keyFits reports whether key is of the kind alg requires: a P-256 key for
-// ES256, an RSA key of at least 2048 bits for RS256.
-func keyFits(alg string, key any) bool {
+// keyFits reports whether k may verify alg: a P-256 key for ES256, an RSA
+// key of at least 2048 bits for RS256, and the JWK's own "alg", when it
+// names one, is alg.
+func keyFits(alg string, k publicKey) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
 	switch alg {
 	case "ES256":
-		k, ok := key.(*ecdsa.PublicKey)
-		return ok && k.Curve == elliptic.P256()
+		key, ok := k.key.(*ecdsa.PublicKey)
+		return ok && key.Curve == elliptic.P256()
 	case "RS256":
-		k, ok := key.(*rsa.PublicKey)
-		return ok && k.N != nil && k.N.BitLen() >= 2048
+		key, ok := k.key.(*rsa.PublicKey)
+		return ok && key.N != nil && key.N.BitLen() >= 2048
 	}
 	return false
 }

@@ -2,152 +2,223 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
-	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
 )
 
+// The JWKS cache is written here rather than taken from keyfunc/jwkset's
+// HTTP storage because what matters is its timing and its failure modes:
+// one rule bounds every fetch, concurrent callers share one fetch, a stale
+// set is refreshed without making a request wait, and a caller learns
+// whether a kid is unknown to a JWKS that answered (401) or could not be
+// looked up because the JWKS did not answer (503). jwkset still parses the
+// keys.
 const (
 	// fetchTimeout bounds every JWKS request, so that an unreachable
 	// endpoint costs a request at most this much latency.
 	fetchTimeout = 2 * time.Second
-	// refreshUnknownKIDEvery rate-limits the refetch triggered by a token
-	// whose kid is not cached: key rotation is picked up, but a client
-	// sending random kids cannot make us hammer the endpoint.
-	refreshUnknownKIDEvery = 5 * time.Minute
-	// maxKeySetAge makes the whole set be refetched now and then, so that a
-	// key removed from the JWKS (revoked) stops being accepted by a
-	// long-lived execution environment. Done lazily on a request rather
-	// than by a background goroutine, which Lambda would freeze anyway.
+	// minFetchInterval is the least time between the starts of two fetches,
+	// whatever asked for them. Tokens with forged kids therefore cost at
+	// most one fetch per interval, and a key published just after a fetch
+	// is unknown for at most this long.
+	minFetchInterval = 2 * time.Second
+	// refreshAfter: a set older than this is re-fetched in the background
+	// by the next request, which meanwhile uses it. Supabase lists a
+	// standby key in its JWKS well before it signs with it (and serves the
+	// JWKS with a 10-minute cache), so a rotated key is normally known
+	// before its first token arrives; the refresh also drops revoked keys.
+	refreshAfter = 5 * time.Minute
+	// maxKeySetAge: a set older than this (its refreshes failed, or the
+	// execution environment slept) is re-fetched before it is used, so
+	// that a long-lived environment does not go on trusting a revoked key
+	// unasked. When that fetch fails, the set is still used.
 	maxKeySetAge = time.Hour
-	// retryAfterFailure spaces out attempts after a failed fetch, so that an
-	// outage does not add fetchTimeout to every request.
-	retryAfterFailure = 10 * time.Second
 	// maxJWKSBytes bounds the memory a JWKS response may take.
 	maxJWKSBytes = 1 << 20
 )
 
-// errNoKeySet: the JWKS could not be fetched yet.
-var errNoKeySet = errors.New("auth: JWKS not available")
+// errUnknownKID: the JWKS answered, and has no usable key of that kid.
+var errUnknownKID = errors.New("auth: kid not in the JWKS")
 
-// jwksCache holds the key set of one JWKS URL. It is built on first use;
-// once a fetch succeeded its keys are kept until a later fetch succeeds, so
-// an outage of the endpoint does not affect tokens signed by known keys.
+// publicKey is one usable key of the set.
+type publicKey struct {
+	alg string // the JWK's "alg"; "" when it names none
+	key any    // *ecdsa.PublicKey, *rsa.PublicKey, ...
+}
+
+// jwksCache holds the key set of one JWKS URL for the life of the
+// execution environment. A fetch that fails leaves the last good set in
+// place, so an outage of the endpoint never affects tokens of known keys.
 type jwksCache struct {
-	url     string
-	client  *http.Client
-	limiter *rate.Limiter // shared by successive key sets
-	now     func() time.Time
+	url    string
+	client *http.Client
+	now    func() time.Time
+	log    *slog.Logger
 
 	mu      sync.Mutex
-	kf      keyfunc.Keyfunc // nil until a fetch succeeded
-	fetched time.Time       // when kf was fetched
-	tried   time.Time       // last fetch attempt
+	keys    map[string]publicKey // the last good set; nil until a fetch succeeded
+	fetched time.Time            // when keys were fetched
+	started time.Time            // when the latest fetch started
+	lastErr error                // outcome of the latest finished fetch
+	flight  *flight              // the fetch in progress, or nil
 }
 
-func newJWKSCache(u string, client *http.Client, now func() time.Time) *jwksCache {
-	var c http.Client
-	if client != nil {
-		c = *client
-	} else {
-		c.Timeout = fetchTimeout
+// flight is one fetch; done is closed when its outcome is in the cache.
+type flight struct{ done chan struct{} }
+
+func newJWKSCache(u string, client *http.Client, now func() time.Time, log *slog.Logger) *jwksCache {
+	if client == nil {
+		client = &http.Client{Timeout: fetchTimeout}
 	}
-	base := c.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	c.Transport = limitBody{base}
-	return &jwksCache{
-		url:     u,
-		client:  &c,
-		limiter: rate.NewLimiter(rate.Every(refreshUnknownKIDEvery), 1),
-		now:     now,
-	}
+	return &jwksCache{url: u, client: client, now: now, log: log}
 }
 
-// key returns the verification key named by the token's kid. An unknown
-// kid makes the underlying jwkset client refetch the set, at most once per
-// refreshUnknownKIDEvery.
-func (c *jwksCache) key(ctx context.Context, t *jwt.Token) (any, error) {
-	kf := c.current(ctx)
-	if kf == nil {
-		return nil, errNoKeySet
+// key returns the key named kid. Its error is errUnknownKID when a JWKS
+// that answered lacks kid, and wraps ErrUnavailable when kid is not cached
+// and the JWKS could not be fetched.
+func (c *jwksCache) key(ctx context.Context, kid string) (publicKey, error) {
+	c.mu.Lock()
+	now := c.now()
+	age := now.Sub(c.fetched)
+	if k, ok := c.keys[kid]; ok && age < maxKeySetAge {
+		if age >= refreshAfter {
+			c.startLocked(ctx, now) // not waited for
+		}
+		c.mu.Unlock()
+		return k, nil
 	}
-	// The deadline bounds both the refetch and the wait for the rate
-	// limiter: with a deadline shorter than the limiter's interval, Wait
-	// fails at once instead of blocking the request for minutes.
-	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	return kf.KeyfuncCtx(ctx)(t)
-}
-
-// current returns the cached key set, fetching it first when there is none
-// yet or it is older than maxKeySetAge (and no attempt failed recently).
-func (c *jwksCache) current(ctx context.Context) keyfunc.Keyfunc {
+	// kid is not cached, or the set is too old to be used unasked: wait for
+	// a fetch, unless one started less than minFetchInterval ago.
+	f := c.startLocked(ctx, now)
+	c.mu.Unlock()
+	if f != nil {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return publicKey{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
-	if c.kf != nil && now.Sub(c.fetched) < maxKeySetAge {
-		return c.kf
+	if k, ok := c.keys[kid]; ok {
+		return k, nil
 	}
-	if !c.tried.IsZero() && now.Sub(c.tried) < retryAfterFailure {
-		return c.kf
+	if c.lastErr != nil {
+		return publicKey{}, fmt.Errorf("%w: %w", ErrUnavailable, c.lastErr)
 	}
-	c.tried = now
-	kf, err := c.fetch(ctx)
-	if err != nil {
-		slog.WarnContext(ctx, "auth: JWKS fetch failed", "url", c.url, "error", err)
-		return c.kf // the last good set, if any
-	}
-	c.kf, c.fetched = kf, now
-	return kf
+	return publicKey{}, errUnknownKID
 }
 
-// fetch downloads the key set once and wraps it in a keyfunc whose storage
-// refetches on an unknown kid.
-func (c *jwksCache) fetch(ctx context.Context) (keyfunc.Keyfunc, error) {
-	store, err := jwkset.NewStorageFromHTTP(c.url, jwkset.HTTPClientStorageOptions{
-		Client:      c.client,
-		Ctx:         ctx,
-		HTTPTimeout: fetchTimeout,
-		RefreshErrorHandler: func(ctx context.Context, err error) {
-			slog.WarnContext(ctx, "auth: JWKS refresh failed", "url", c.url, "error", err)
-		},
-	})
-	if err != nil {
-		return nil, err
+// startLocked returns the fetch in progress, or starts one when the last
+// started at least minFetchInterval ago; nil when neither. c.mu is held.
+func (c *jwksCache) startLocked(ctx context.Context, now time.Time) *flight {
+	if c.flight != nil {
+		return c.flight
 	}
-	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
-		HTTPURLs:          map[string]jwkset.Storage{c.url: store},
-		RateLimitWaitMax:  fetchTimeout,
-		RefreshUnknownKID: c.limiter,
-	})
-	if err != nil {
-		return nil, err
+	if !c.started.IsZero() && now.Sub(c.started) < minFetchInterval {
+		return nil
 	}
-	return keyfunc.New(keyfunc.Options{Storage: client})
+	f := &flight{done: make(chan struct{})}
+	c.flight, c.started = f, now
+	// The fetch outlives a caller that gives up waiting (others may be
+	// waiting for it, and a background refresh has no waiter at all), so it
+	// is not cancelled with the request; it keeps the request's values, so
+	// that its log line carries that request's id.
+	go c.run(context.WithoutCancel(ctx), f)
+	return f
 }
 
-// limitBody caps response bodies at maxJWKSBytes; a longer JWKS fails to
-// decode and the previous key set stays in use.
-type limitBody struct{ base http.RoundTripper }
+// run performs one fetch and records its outcome.
+func (c *jwksCache) run(ctx context.Context, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	keys, err := c.download(ctx)
+	c.mu.Lock()
+	if err == nil {
+		c.keys, c.fetched = keys, c.now()
+	}
+	c.lastErr = err
+	c.flight = nil
+	cached := len(c.keys)
+	c.mu.Unlock()
+	if err != nil {
+		c.log.WarnContext(ctx, "JWKS fetch failed; the last good keys stay in use",
+			"url", c.url, "error", err.Error(), "cached_keys", cached)
+	}
+	close(f.done)
+}
 
-func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := l.base.RoundTrip(r)
+// download fetches and parses the set. Any status but 2xx, a body over
+// maxJWKSBytes and a body that is not a JWK Set are errors.
+func (c *jwksCache) download(ctx context.Context) (map[string]publicKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.LimitReader(resp.Body, maxJWKSBytes), resp.Body}
-	return resp, nil
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, fmt.Errorf("JWKS answered HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the JWKS: %w", err)
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("JWKS larger than %d bytes", maxJWKSBytes)
+	}
+	return parseJWKS(body)
+}
+
+// parseJWKS reads a JWK Set (RFC 7517, section 5). A body that is not a
+// JSON object with a "keys" array is an error. A single key that cannot be
+// used (no kid, not meant for verifying signatures, an unsupported type,
+// bad parameters, or a kid seen before) is skipped, so that one odd key
+// does not take the others down. Private parts of a key are ignored.
+func parseJWKS(body []byte) (map[string]publicKey, error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("JWKS is not a JSON object: %w", err)
+	}
+	if set.Keys == nil {
+		return nil, errors.New(`JWKS has no "keys" array`)
+	}
+	keys := make(map[string]publicKey, len(set.Keys))
+	for _, raw := range set.Keys {
+		var m jwkset.JWKMarshal
+		if json.Unmarshal(raw, &m) != nil || m.KID == "" || !forVerifying(m) {
+			continue
+		}
+		if _, dup := keys[m.KID]; dup {
+			continue
+		}
+		j, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			continue
+		}
+		keys[m.KID] = publicKey{alg: string(m.ALG), key: j.Key()}
+	}
+	return keys, nil
+}
+
+// forVerifying reports whether a JWK may verify signatures: its "use", when
+// given, is "sig", and its "key_ops", when given, include "verify".
+func forVerifying(m jwkset.JWKMarshal) bool {
+	return (m.USE == "" || m.USE == jwkset.UseSig) &&
+		(len(m.KEYOPS) == 0 || slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify))
 }

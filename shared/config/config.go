@@ -53,8 +53,15 @@ type DeleteThread struct {
 	JWTSecret    string // SUPABASE_JWT_SECRET
 	JWKSURL      string // SUPABASE_JWKS_URL, or derived from SUPABASE_URL
 	Audience     string // JWT_AUDIENCE; default "authenticated"; "" disables
-	Issuer       string // JWT_ISSUER; checked when set
 	APIKeySecret string // API_KEY_SECRET; API keys are refused when unset
+
+	// Issuer is the required iss: JWT_ISSUER when set (an empty value
+	// disables the check), else {SUPABASE_URL}/auth/v1 when SUPABASE_URL
+	// is set, else "" (unchecked).
+	Issuer string
+	// RequireSession is JWT_REQUIRE_SESSION: a JWT must carry the
+	// session_id of a session that still exists (not signed out).
+	RequireSession bool
 }
 
 // Cleanup is the sandbox-cleanup function's configuration.
@@ -82,16 +89,23 @@ func LoadDeleteThread(env Env) (DeleteThread, error) {
 		return c, err
 	}
 	c.JWTSecret = env.get("SUPABASE_JWT_SECRET")
-	c.JWKSURL = strings.TrimSpace(env.get("SUPABASE_JWKS_URL"))
-	if c.JWKSURL == "" {
-		if base := strings.TrimRight(strings.TrimSpace(env.get("SUPABASE_URL")), "/"); base != "" {
-			if _, err := parseURL("SUPABASE_URL", base, "http", "https"); err != nil {
-				return c, err
-			}
-			c.JWKSURL = base + "/auth/v1/.well-known/jwks.json"
+	// Supabase Auth serves its JWKS and names itself (iss) under
+	// {SUPABASE_URL}/auth/v1.
+	authBase := ""
+	if base := strings.TrimRight(strings.TrimSpace(env.get("SUPABASE_URL")), "/"); base != "" {
+		if _, err := parseURL("SUPABASE_URL", base, "http", "https"); err != nil {
+			return c, err
 		}
-	} else if _, err := parseURL("SUPABASE_JWKS_URL", c.JWKSURL, "http", "https"); err != nil {
-		return c, err
+		authBase = base + "/auth/v1"
+	}
+	c.JWKSURL = strings.TrimSpace(env.get("SUPABASE_JWKS_URL"))
+	switch {
+	case c.JWKSURL != "":
+		if _, err := parseURL("SUPABASE_JWKS_URL", c.JWKSURL, "http", "https"); err != nil {
+			return c, err
+		}
+	case authBase != "":
+		c.JWKSURL = authBase + "/.well-known/jwks.json"
 	}
 	if c.JWTSecret == "" && c.JWKSURL == "" {
 		return c, fmt.Errorf("config: SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL (or SUPABASE_URL) must be set")
@@ -101,7 +115,14 @@ func LoadDeleteThread(env Env) (DeleteThread, error) {
 	} else {
 		c.Audience = "authenticated"
 	}
-	c.Issuer = env.get("JWT_ISSUER")
+	if iss, ok := env("JWT_ISSUER"); ok {
+		c.Issuer = iss
+	} else {
+		c.Issuer = authBase
+	}
+	if c.RequireSession, err = boolean(env, "JWT_REQUIRE_SESSION"); err != nil {
+		return c, err
+	}
 	c.APIKeySecret = env.get("API_KEY_SECRET")
 	return c, nil
 }

@@ -43,6 +43,11 @@ func TestLoadDeleteThreadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"DB_IAM_AUTH": "yes please"}, "DB_IAM_AUTH"},
 		{map[string]string{"DB_IAM_AUTH": "true", "DB_HOST": "h", "DB_NAME": "n", "AWS_REGION": "eu-west-1"}, "DB_USER"},
 		{map[string]string{"DATABASE_URL": "<unset>", "DB_SECRET_ARN": "secret-name"}, "DB_SECRET_ARN"},
+		{map[string]string{"SUPABASE_URL": "abc.supabase.co"}, "SUPABASE_URL"},
+		// SUPABASE_URL also names the issuer, so it is checked even when
+		// the JWKS URL is given.
+		{map[string]string{"SUPABASE_URL": "ftp://abc.supabase.co", "SUPABASE_JWKS_URL": "https://x/jwks"}, "SUPABASE_URL"},
+		{map[string]string{"JWT_REQUIRE_SESSION": "yes"}, "JWT_REQUIRE_SESSION"},
 	}
 	for _, tc := range tests {
 		_, err := config.LoadDeleteThread(deleteEnv(tc.over))
@@ -100,6 +105,45 @@ func TestLoadCleanup(t *testing.T) {
 		m[name] = bad
 		if _, err := config.LoadCleanup(config.Map(m)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: err %v", name, bad, err)
+		}
+	}
+}
+
+func TestLoadDeleteThreadIssuer(t *testing.T) {
+	tests := []struct {
+		name string
+		over map[string]string
+		want string
+	}{
+		{"derived from SUPABASE_URL", map[string]string{"SUPABASE_URL": "https://abc.supabase.co"}, "https://abc.supabase.co/auth/v1"},
+		{"trailing slash trimmed", map[string]string{"SUPABASE_URL": "https://abc.supabase.co/"}, "https://abc.supabase.co/auth/v1"},
+		{"derived with an explicit JWKS URL", map[string]string{"SUPABASE_URL": "https://abc.supabase.co", "SUPABASE_JWKS_URL": "https://keys.example/jwks"}, "https://abc.supabase.co/auth/v1"},
+		{"JWT_ISSUER wins", map[string]string{"SUPABASE_URL": "https://abc.supabase.co", "JWT_ISSUER": "https://auth.example.com/auth/v1"}, "https://auth.example.com/auth/v1"},
+		{"empty JWT_ISSUER disables the check", map[string]string{"SUPABASE_URL": "https://abc.supabase.co", "JWT_ISSUER": ""}, ""},
+		{"JWT_ISSUER without SUPABASE_URL", map[string]string{"JWT_ISSUER": "https://auth.example.com/auth/v1"}, "https://auth.example.com/auth/v1"},
+		{"neither: unchecked", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.LoadDeleteThread(deleteEnv(tt.over))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Issuer != tt.want {
+				t.Fatalf("Issuer = %q, want %q", c.Issuer, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadDeleteThreadRequireSession(t *testing.T) {
+	for value, want := range map[string]bool{"<unset>": false, "": false, "false": false, "true": true, "TRUE": true, "1": true, "0": false} {
+		c, err := config.LoadDeleteThread(deleteEnv(map[string]string{"JWT_REQUIRE_SESSION": value}))
+		if err != nil {
+			t.Fatalf("JWT_REQUIRE_SESSION=%q: %v", value, err)
+		}
+		if c.RequireSession != want {
+			t.Errorf("JWT_REQUIRE_SESSION=%q: RequireSession = %v, want %v", value, c.RequireSession, want)
 		}
 	}
 }

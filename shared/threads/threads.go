@@ -45,9 +45,9 @@ var (
 type Caller struct {
 	// UserID is the `sub` of a verified JWT (a lower-case UUID).
 	UserID string
-	// SessionID is the JWT's session_id, set only when sessions are
-	// required; the store then requires the session to exist in
-	// auth.sessions.
+	// SessionID is the JWT's session_id (a lower-case UUID): set only when
+	// sessions are required; the store then requires the session to exist
+	// in auth.sessions.
 	SessionID string
 	// APIKey is set when the request carried X-API-Key. The key is resolved
 	// to its account inside the delete transaction itself, so that checking
