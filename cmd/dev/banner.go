@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -10,11 +11,13 @@ import (
 	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
 )
 
-// tryStep is one ready-to-paste request of the banner.
+// tryStep is one ready-to-paste request of the banner: a DELETE of thread,
+// or, with bulk set, a multi-select POST of those ids.
 type tryStep struct {
 	what   string
 	thread string
 	auth   string // a header, complete
+	bulk   []string
 }
 
 // trySteps are the banner's requests, in an order that tells the story:
@@ -30,22 +33,31 @@ func trySteps() ([]tryStep, error) {
 		tok[name] = "Authorization: Bearer " + t
 	}
 	return []tryStep{
-		{"the owner deletes a thread → 200", devenv.ThreadID, tok["owner"]},
-		{"the demo account's API key deletes another → 200", devenv.SecondThreadID, "X-API-Key: " + devenv.APIKey},
-		{"the owner tries the Other Team's thread → 403", devenv.OtherThreadID, tok["owner"]},
-		{"a user of no account tries the demo thread → 403", devenv.LastThreadID, tok["stranger"]},
-		{"not a UUID → 400", "not-a-uuid", tok["owner"]},
-		{"no credentials → 401", devenv.LastThreadID, ""},
-		{"a member deletes the project's last thread (and its sub-agent thread) → 200;\n#    the project goes too, and the worker tears sandbox " + devenv.SandboxID + " down (see the DEV DAYTONA STAND-IN log line)", devenv.LastThreadID, tok["member"]},
-		{"already deleted → 404", devenv.ThreadID, tok["owner"]},
+		{"the owner deletes a thread → 200", devenv.ThreadID, tok["owner"], nil},
+		{"the demo account's API key deletes another → 200", devenv.SecondThreadID, "X-API-Key: " + devenv.APIKey, nil},
+		{"multi-select: the owner deletes the Notes thread (its agent is told to STOP, its project goes),\n#    is refused the Other Team's thread, and the thread of step 2 is gone already → 200", "", tok["owner"],
+			[]string{devenv.NotesThreadID, devenv.OtherThreadID, devenv.SecondThreadID}},
+		{"the owner tries the Other Team's thread → 403", devenv.OtherThreadID, tok["owner"], nil},
+		{"a user of no account tries the demo thread → 403", devenv.LastThreadID, tok["stranger"], nil},
+		{"not a UUID → 400", "not-a-uuid", tok["owner"], nil},
+		{"no credentials → 401", devenv.LastThreadID, "", nil},
+		{"a member deletes the project's last thread (and its sub-agent thread, whose agent is told to STOP) → 200;\n#    the project goes too, and the worker tears sandbox " + devenv.SandboxID + " down (see the DEV DAYTONA STAND-IN log line)", devenv.LastThreadID, tok["member"], nil},
+		{"already deleted → 404", devenv.ThreadID, tok["owner"], nil},
 	}, nil
 }
 
 // curlLine renders one request.
 func curlLine(apiURL string, s tryStep) string {
 	line := "curl -i -X DELETE " + apiURL + "/threads/" + s.thread
+	if s.bulk != nil {
+		line = "curl -i -X POST " + apiURL + "/threads/bulk-delete"
+	}
 	if s.auth != "" {
 		line += ` -H "` + s.auth + `"`
+	}
+	if s.bulk != nil {
+		body, _ := json.Marshal(map[string][]string{"thread_ids": s.bulk})
+		line += ` -H "Content-Type: application/json" -d '` + string(body) + `'`
 	}
 	return line
 }
@@ -64,7 +76,7 @@ func printBanner(w io.Writer, st *Stack) error {
 	}
 	p("")
 	p("==================== thread-delete dev stack — LOCAL DEVELOPMENT ONLY ====================")
-	p("API         %s   DELETE /threads/{thread_id} → API Gateway v2 event → delete-thread handler", st.APIURL)
+	p("API         %s   DELETE /threads/{thread_id}, POST /threads/bulk-delete → API Gateway v2 event → delete-thread handler", st.APIURL)
 	p("PostgreSQL  %s   (Kortix fixture + migrations, demo data reseeded)", devenv.Redact(st.DatabaseURL))
 	p("Redis       %s", devenv.Redact(st.RedisURL))
 	if c := st.Mirror.CORS; c != nil {
@@ -83,6 +95,9 @@ func printBanner(w io.Writer, st *Stack) error {
 	p("  %d threads, %d messages, %d agent runs. Every start reseeds them.", st.Seed.Threads, st.Seed.Messages, st.Seed.Runs)
 	p("")
 	p("Try it (the tokens are valid for %d hours; run the lines in this order):", int(devenv.TokenTTL.Hours()))
+	p("")
+	p("# In another terminal, watch the stop signals sent to the agents of deleted threads:")
+	p("redis-cli -u %s psubscribe 'agent_run:*:control'", devenv.Redact(st.RedisURL))
 	p("")
 	for i, s := range steps {
 		p("# %d. %s", i+1, s.what)

@@ -111,8 +111,9 @@ func startStack(t *testing.T, set ...func(*Options)) (st *Stack, banner string, 
 	return st, out.String(), logs, rdb, stop
 }
 
-// curlRE matches the banner's request lines.
-var curlRE = regexp.MustCompile(`^curl -i -X DELETE (\S+)(?: -H "([^:]+): ([^"]+)")?$`)
+// curlRE matches the banner's request lines: a DELETE, or the
+// multi-select POST with its JSON body.
+var curlRE = regexp.MustCompile(`^curl -i -X (DELETE|POST) (\S+)(?: -H "([^:]+): ([^"]+)")?(?: -H "Content-Type: application/json" -d '([^']+)')?$`)
 
 // bannerRequests returns the banner's curl lines as requests, in order.
 func bannerRequests(t *testing.T, banner string) []*http.Request {
@@ -128,12 +129,19 @@ func bannerRequests(t *testing.T, banner string) []*http.Request {
 		if m == nil {
 			t.Fatalf("banner line not in the expected form: %s", line)
 		}
-		req, err := http.NewRequest(http.MethodDelete, m[1], nil)
+		var body io.Reader
+		if m[5] != "" {
+			body = strings.NewReader(m[5])
+		}
+		req, err := http.NewRequest(m[1], m[2], body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m[2] != "" {
-			req.Header.Set(m[2], m[3])
+		if m[3] != "" {
+			req.Header.Set(m[3], m[4])
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
 		}
 		reqs = append(reqs, req)
 	}
@@ -145,7 +153,7 @@ func TestDevStackEndToEnd(t *testing.T) {
 
 	// The banner's requests, as printed, tell the whole story.
 	reqs := bannerRequests(t, banner)
-	want := []int{200, 200, 403, 403, 400, 401, 200, 404}
+	want := []int{200, 200, 200, 403, 403, 400, 401, 200, 404}
 	if len(reqs) != len(want) {
 		t.Fatalf("banner has %d curl lines, want %d:\n%s", len(reqs), len(want), banner)
 	}
@@ -164,6 +172,13 @@ func TestDevStackEndToEnd(t *testing.T) {
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("curl line %d: Content-Type %q", i+1, ct)
+		}
+		if req.Method == http.MethodPost {
+			wantBody := `{"deleted":["` + devenv.NotesThreadID + `"],"not_found":["` + devenv.SecondThreadID + `"],"forbidden":["` + devenv.OtherThreadID + `"]}`
+			if string(body) != wantBody {
+				t.Fatalf("curl line %d: body %s, want %s", i+1, body, wantBody)
+			}
+			continue
 		}
 		if want[i] == 200 {
 			var got map[string]string
@@ -188,15 +203,15 @@ func TestDevStackEndToEnd(t *testing.T) {
 		}
 		return n
 	}
-	gone := []string{devenv.ThreadID, devenv.SecondThreadID, devenv.LastThreadID, devenv.SubAgentThreadID}
+	gone := []string{devenv.ThreadID, devenv.SecondThreadID, devenv.LastThreadID, devenv.SubAgentThreadID, devenv.NotesThreadID}
 	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = ANY($1::uuid[])`, gone); n != 0 {
 		t.Errorf("%d deleted threads still there", n)
 	}
-	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = ANY($1::uuid[])`, []string{devenv.NotesThreadID, devenv.OtherThreadID}); n != 2 {
-		t.Errorf("untouched threads: %d of 2 left", n)
+	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = $1`, devenv.OtherThreadID); n != 1 {
+		t.Error("the Other Team's thread was touched")
 	}
-	if n := count(`SELECT count(*) FROM public.projects WHERE project_id = $1`, devenv.SandboxProjectID); n != 0 {
-		t.Error("the emptied project is still there")
+	if n := count(`SELECT count(*) FROM public.projects WHERE project_id = ANY($1::uuid[])`, []string{devenv.SandboxProjectID, devenv.NotesProjectID}); n != 0 {
+		t.Error("an emptied project is still there")
 	}
 
 	// The worker took the teardown from the queue to the Daytona stand-in.
@@ -234,17 +249,13 @@ func TestDevStackEndToEnd(t *testing.T) {
 	}
 
 	// Redis followed the owning account: 5 threads and 2 projects at the
-	// start, 4 threads (one a sub-agent's) and 1 project deleted.
+	// start, all of them deleted.
 	counters, err := rdb.MGet(ctx, "thread_count:"+devenv.DemoAccountID, "project_count:"+devenv.DemoAccountID).Result()
-	if err != nil || fmt.Sprint(counters) != "[1 1]" {
-		t.Errorf("counters %v (%v), want [1 1]", counters, err)
+	if err != nil || fmt.Sprint(counters) != "[0 0]" {
+		t.Errorf("counters %v (%v), want [0 0]", counters, err)
 	}
 	if n, _ := rdb.Exists(ctx, "message_history:"+devenv.ThreadID, "cache:account_state:"+devenv.DemoAccountID).Result(); n != 0 {
 		t.Errorf("%d caches of deleted data left", n)
-	}
-
-	if n, _ := rdb.Exists(ctx, "thread_delete:invalidated:"+devenv.ThreadID).Result(); n != 1 {
-		t.Fatal("precondition: no applied-invalidation marker for the deleted thread (did its key change?)")
 	}
 
 	// Reseeding (every start does it) brings the demo data back, once.
@@ -264,9 +275,6 @@ func TestDevStackEndToEnd(t *testing.T) {
 	}
 	if counters, _ := rdb.MGet(ctx, "thread_count:"+devenv.DemoAccountID, "project_count:"+devenv.DemoAccountID).Result(); fmt.Sprint(counters) != "[5 2]" {
 		t.Errorf("counters after reseeding %v, want [5 2]", counters)
-	}
-	if n, _ := rdb.Exists(ctx, "thread_delete:invalidated:"+devenv.ThreadID).Result(); n != 0 {
-		t.Error("the service's applied-invalidation marker survived the reseed: the next delete would not count")
 	}
 }
 

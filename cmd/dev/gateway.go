@@ -18,8 +18,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 )
 
-// routeKey is the one route of the HTTP API (template.yaml).
-const routeKey = "DELETE /threads/{thread_id}"
+// The routes of the HTTP API (template.yaml), both served by the
+// delete-thread handler.
+const (
+	deleteRoute = "DELETE /threads/{thread_id}"
+	bulkRoute   = "POST /threads/bulk-delete"
+)
 
 // lambdaTimeout is DeleteThreadFunction's Timeout: every request gets this
 // deadline, as the Lambda would.
@@ -62,9 +66,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w = g.CORS.wrap(w, r)
 	}
-	threadID, ok := matchRoute(r)
+	route, threadID, ok := matchRoute(r)
 	if !ok {
-		g.Log.Info("no route (only DELETE /threads/{thread_id} exists)", "method", r.Method, "path", r.URL.Path, "status", http.StatusNotFound)
+		g.Log.Info("no route (only "+deleteRoute+" and "+bulkRoute+" exist)", "method", r.Method, "path", r.URL.Path, "status", http.StatusNotFound)
 		writeJSON(w, http.StatusNotFound, `{"detail":"Not Found"}`)
 		return
 	}
@@ -73,7 +77,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, `{"message":"Request Entity Too Large"}`)
 		return
 	}
-	ev := toEvent(r, threadID, body, start)
+	ev := toEvent(r, route, threadID, body, start)
 
 	timeout := g.Timeout
 	if timeout <= 0 {
@@ -101,28 +105,33 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// matchRoute reports whether r is DELETE /threads/{thread_id} and returns
+// matchRoute returns the route key r matches and, for the DELETE route,
 // the (decoded) path parameter. Like API Gateway, a parameter is one path
-// segment and must not be empty; a trailing slash is a different path.
-func matchRoute(r *http.Request) (string, bool) {
-	if r.Method != http.MethodDelete {
-		return "", false
+// segment and must not be empty; a trailing slash is a different path; a
+// literal path wins over a parameter.
+func matchRoute(r *http.Request) (route, threadID string, ok bool) {
+	path := r.URL.EscapedPath()
+	if path == "/threads/bulk-delete" {
+		return bulkRoute, "", r.Method == http.MethodPost
 	}
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/threads/")
+	if r.Method != http.MethodDelete {
+		return "", "", false
+	}
+	rest, ok := strings.CutPrefix(path, "/threads/")
 	if !ok || rest == "" || strings.Contains(rest, "/") {
-		return "", false
+		return "", "", false
 	}
 	id, err := url.PathUnescape(rest)
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
-	return id, true
+	return deleteRoute, id, true
 }
 
 // toEvent builds the payload 2.0 event for r the way API Gateway does:
 // header names lower-cased, repeated headers and query parameters joined
 // with commas, cookies moved to their own list, a binary body base64-encoded.
-func toEvent(r *http.Request, threadID string, body []byte, now time.Time) events.APIGatewayV2HTTPRequest {
+func toEvent(r *http.Request, routeKey, threadID string, body []byte, now time.Time) events.APIGatewayV2HTTPRequest {
 	headers := map[string]string{}
 	for name, values := range r.Header {
 		if strings.EqualFold(name, "Cookie") {
@@ -158,7 +167,7 @@ func toEvent(r *http.Request, threadID string, body []byte, now time.Time) event
 		Cookies:               cookies,
 		Headers:               headers,
 		QueryStringParameters: query,
-		PathParameters:        map[string]string{"thread_id": threadID},
+		PathParameters:        pathParameters(routeKey, threadID),
 		RequestContext: events.APIGatewayV2HTTPRequestContext{
 			RouteKey:     routeKey,
 			AccountID:    "000000000000",
@@ -246,4 +255,13 @@ func writeJSON(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+}
+
+// pathParameters is what API Gateway passes for the route: none for the
+// bulk route.
+func pathParameters(routeKey, threadID string) map[string]string {
+	if routeKey != deleteRoute {
+		return nil
+	}
+	return map[string]string{"thread_id": threadID}
 }

@@ -43,6 +43,9 @@ func TestGatewayRoutes(t *testing.T) {
 		routed       bool
 		id           string
 	}{
+		{"POST", "/threads/bulk-delete", true, ""},
+		{"DELETE", "/threads/bulk-delete", false, ""}, // the literal path wins, and it has only POST
+		{"POST", "/threads/7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10", false, ""},
 		{"DELETE", "/threads/7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10", true, "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10"},
 		{"DELETE", "/threads/not-a-uuid", true, "not-a-uuid"}, // the handler answers 400
 		{"DELETE", "/threads/a%20b", true, "a b"},
@@ -70,6 +73,9 @@ func TestGatewayRoutes(t *testing.T) {
 			}
 			if got := rec.ev.PathParameters["thread_id"]; got != tc.id {
 				t.Fatalf("thread_id = %q, want %q", got, tc.id)
+			}
+			if want := tc.method + " " + map[bool]string{true: "/threads/{thread_id}", false: "/threads/bulk-delete"}[tc.id != ""]; rec.ev.RouteKey != want || rec.ev.RequestContext.RouteKey != want {
+				t.Fatalf("route key %q / %q, want %q", rec.ev.RouteKey, rec.ev.RequestContext.RouteKey, want)
 			}
 		})
 	}

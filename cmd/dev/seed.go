@@ -11,7 +11,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	d "github.com/kortix-ai/thread-delete/cmd/dev/devenv"
-	"github.com/kortix-ai/thread-delete/shared/redis"
 )
 
 // demoThread is one seeded conversation.
@@ -55,13 +54,13 @@ var demoThreads = []demoThread{
 			user("Write styles.css for the landing page: warm colours, mobile first."),
 			assistant("Done: styles.css with a full-width hero and a 3-column plan grid above 768px."),
 		},
-		runs: []string{"completed"}},
+		runs: []string{"completed", "running"}},
 	{id: d.NotesThreadID, account: d.DemoAccountID, project: d.NotesProjectID, name: "Grocery list",
 		messages: []demoMessage{
 			user("Keep a grocery list: oat milk, coffee beans, lemons."),
 			assistant("Saved. Anything else?"),
 		},
-		runs: []string{"completed"}},
+		runs: []string{"completed", "running"}},
 	{id: d.OtherThreadID, account: d.OtherAccountID, project: d.OtherProjectID, name: "Other team's roadmap",
 		messages: []demoMessage{
 			user("Draft next quarter's roadmap."),
@@ -100,7 +99,9 @@ func Seed(ctx context.Context, dbURL string, rdb goredis.UniversalClient) (SeedS
 		}{
 			// Remove the previous copy. Agent runs first: their foreign key
 			// has no ON DELETE action and would block the cascades.
-			{`DELETE FROM thread_delete.outbox WHERE payload->>'account_id' = ANY($1::text[])`, []any{accounts}},
+			{`DELETE FROM thread_delete.outbox
+			   WHERE payload->>'account_id' = ANY($1::text[])
+			      OR payload->'thread_ids' ?| $2::text[]`, []any{accounts, threadIDs}},
 			{`DELETE FROM public.agent_runs WHERE thread_id IN (
 				SELECT thread_id FROM public.threads
 				 WHERE account_id = ANY($1::uuid[]) OR thread_id = ANY($2::uuid[])
@@ -207,10 +208,6 @@ func seedRedis(ctx context.Context, rdb goredis.UniversalClient) error {
 		}
 		for _, t := range demoThreads {
 			p.Set(ctx, "message_history:"+t.id, fmt.Sprintf(`{"messages": %d}`, len(t.messages)), 0)
-			// The service remembers for a day that a thread's invalidation
-			// was applied (so a retried repair does nothing); a reseeded
-			// thread is a new thread, so that memory must go.
-			p.Del(ctx, redis.MarkerKey(t.id))
 		}
 		return nil
 	})

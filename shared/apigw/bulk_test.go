@@ -386,3 +386,32 @@ func TestCommitReplyLostIs503AndTheWorkIsStillDone(t *testing.T) {
 		t.Fatalf("redis = %v\nwant    %v", got, want)
 	}
 }
+
+// Sign-out can mean sign-out: with JWT_REQUIRE_SESSION the token's session
+// must still exist. A signed-out user's still-valid token is a 401 and
+// changes nothing; the same check rides in the delete's one round trip.
+func TestSignedOutSessionIs401WhenSessionsAreRequired(t *testing.T) {
+	s := newStack(t, stackOptions{requireSession: true})
+	owner := s.PersonalAccount()
+	live, gone := s.Session(owner, time.Time{}), s.Session(owner, time.Time{})
+	s.Exec(`DELETE FROM auth.sessions WHERE id = $1`, gone) // signed out
+	token := func(session string) map[string]string {
+		return map[string]string{"authorization": "Bearer " + testenv.TokenWith(map[string]any{
+			"sub": owner, "aud": "authenticated", "role": "authenticated", "session_id": session,
+			"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix(),
+		})}
+	}
+	th := s.Thread(owner, "", "")
+	before := s.Snapshot()
+	for _, ev := range []events.APIGatewayV2HTTPRequest{event(t, th, token(gone)), bulkEvent(t, idsBody(th), token(gone))} {
+		resp := s.handle(t, ev)
+		expect(t, resp, 401, map[string]string{"detail": "Session expired or signed out"})
+		if resp.Headers["WWW-Authenticate"] != "Bearer" {
+			t.Fatal("401 without WWW-Authenticate")
+		}
+	}
+	if !maps.Equal(before, s.Snapshot()) {
+		t.Fatal("a signed-out session changed data")
+	}
+	expect(t, s.delete(t, th, token(live)), 200, nil)
+}

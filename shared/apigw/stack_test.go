@@ -43,6 +43,7 @@ type stackOptions struct {
 	noAPIKeySecret bool
 	queueURL       string // override (e.g. an unreachable endpoint)
 	pgTarget       string // where the service's PostgreSQL connections go (default: the server), e.g. a PgBouncer
+	requireSession bool   // JWT_REQUIRE_SESSION
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -64,7 +65,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	cfg := auth.Config{HS256Secret: []byte(testenv.JWTSecret), Audience: "authenticated", APIKeySecret: []byte(apiKeySecret)}
+	cfg := auth.Config{HS256Secret: []byte(testenv.JWTSecret), Audience: "authenticated", APIKeySecret: []byte(apiKeySecret),
+		RequireSession: o.requireSession}
 	if o.noAPIKeySecret {
 		cfg.APIKeySecret = nil
 	}
