@@ -114,10 +114,18 @@ func (s Seeder) Project(account, resourceID, legacySandbox string) string {
 	return id
 }
 
-// Thread creates a thread. project and parent may be "" (NULL).
+// Thread creates a thread with a random id. project and parent may be ""
+// (NULL).
 func (s Seeder) Thread(account, project, parent string) string {
 	s.TB.Helper()
-	id := NewUUID()
+	return s.ThreadWithID(NewUUID(), account, project, parent)
+}
+
+// ThreadWithID creates a thread with the given id, for tests whose input is
+// derived from the id and needs characters a random UUID may lack (a letter
+// to swap for a look-alike, letters to change the case of).
+func (s Seeder) ThreadWithID(id, account, project, parent string) string {
+	s.TB.Helper()
 	s.Exec(`INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id, name) VALUES ($1, $2::uuid, $3::uuid, $4::uuid, 'thread')`,
 		id, nullable(account), nullable(project), nullable(parent))
 	return id
