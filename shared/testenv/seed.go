@@ -171,6 +171,19 @@ func (s Seeder) Snapshot() map[string]int {
 	return out
 }
 
+// WaitServiceIdle waits until no backend of the service's pools (those of
+// ServicePool: application_name thread-delete) is running a statement or
+// holding a transaction open in the seeder's database. A statement its
+// caller abandoned has then committed or rolled back: what it changed, or
+// did not, is final and can be asserted.
+func (s Seeder) WaitServiceIdle() {
+	s.TB.Helper()
+	WaitFor(s.TB, 10*time.Second, "the service's database sessions to go idle", func() bool {
+		return s.Count(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'thread-delete' AND state <> 'idle'`) == 0
+	})
+}
+
 // APIKey creates an API key for account the way Kortix does and returns the
 // "pk_...:sk_..." credential. hash computes secret_key_hash from the secret.
 func (s Seeder) APIKey(account, status string, expiresIn time.Duration, hash func(secret string) string) string {

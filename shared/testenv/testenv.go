@@ -267,6 +267,22 @@ func WaitTCP(addr string, within time.Duration) error {
 	}
 }
 
+// WaitFor polls cond until it holds and fails the test when it still does
+// not after within. Tests wait for the condition they need (a backend
+// waiting in pg_locks, a queue depth, a log line) instead of sleeping for a
+// guessed time, which is too short on a loaded machine and wasted on an
+// idle one. what names the condition in the failure message.
+func WaitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("testenv: gave up after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // ViaAddr returns the database URL rewritten to connect through addr
 // (host:port), e.g. a Proxy.
 func ViaAddr(url, addr string) string {
