@@ -291,7 +291,6 @@ func TestDeleteRetriesOnceOnADeadIdleConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.proxy.CutAll() // the idle pooled connection dies (as after a Lambda freeze)
-	time.Sleep(50 * time.Millisecond)
 	del, err := w.store.Delete(ctx, threads.Request{ThreadID: t1, Caller: user(owner)})
 	if err != nil {
 		t.Fatalf("delete over a dead pooled connection: %v", err)

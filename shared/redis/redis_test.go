@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -120,9 +119,8 @@ func TestInvalidateTwiceIsHarmlessOnStandalone(t *testing.T) {
 
 func TestInvalidateIsOneRoundTrip(t *testing.T) {
 	url, rdb := testenv.Redis(t)
-	proxy := testenv.StartProxy(t, "127.0.0.1:6379")
-	db := url[strings.LastIndex(url, "/"):]
-	client, _ := redis.NewClient(redis.Options{URL: "redis://" + proxy.Addr + db})
+	proxy := testenv.StartProxy(t, testenv.RedisAddr())
+	client, _ := redis.NewClient(redis.Options{URL: testenv.RedisViaAddr(url, proxy.Addr)})
 	defer client.Close()
 	ctx := context.Background()
 	if err := client.Ping(ctx).Err(); err != nil { // connection setup is not counted
