@@ -159,8 +159,12 @@ func TestQueueDownThenSweeperDelivers(t *testing.T) {
 	if n := w.drain(t, 1); n != 0 {
 		t.Fatalf("%d messages, want none yet", n)
 	}
-	// The schedule fires after OUTBOX_RESEND_AFTER (1s here).
-	time.Sleep(1500 * time.Millisecond)
+	// The schedule fires once the row is older than OUTBOX_RESEND_AFTER
+	// (1s here) by the database's clock, the one the sweep goes by.
+	testenv.WaitFor(t, 10*time.Second, "the pending teardown to be due", func() bool {
+		return w.seed.Count(`SELECT count(*) FROM thread_delete.outbox
+			WHERE status = 'pending' AND sends = 0 AND next_attempt_at <= now() - interval '1 second'`) == 1
+	})
 	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "events", "scheduled-sweep.json"))
 	if err != nil {
 		t.Fatal(err)

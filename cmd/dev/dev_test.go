@@ -215,19 +215,13 @@ func TestDevStackEndToEnd(t *testing.T) {
 	}
 
 	// The worker took the teardown from the queue to the Daytona stand-in.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if td := st.Daytona.Teardowns(); len(td) == 1 && td[0] == devenv.SandboxID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Daytona stand-in got teardowns %v, want [%s]", st.Daytona.Teardowns(), devenv.SandboxID)
-		}
-		time.Sleep(50 * time.Millisecond)
+	testenv.WaitFor(t, 10*time.Second, "a teardown at the Daytona stand-in", func() bool { return len(st.Daytona.Teardowns()) > 0 })
+	if td := st.Daytona.Teardowns(); len(td) != 1 || td[0] != devenv.SandboxID {
+		t.Fatalf("Daytona stand-in got teardowns %v, want [%s]", td, devenv.SandboxID)
 	}
-	for time.Now().Before(deadline) && count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, devenv.SandboxResourceID) == 0 {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the sandbox resource to be marked deleted", func() bool {
+		return count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, devenv.SandboxResourceID) == 1
+	})
 	if n := count(`SELECT count(*) FROM thread_delete.outbox WHERE status = 'done' AND payload->>'sandbox_id' = $1`, devenv.SandboxID); n != 1 {
 		t.Errorf("%d done teardown rows, want 1", n)
 	}

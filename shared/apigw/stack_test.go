@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,8 +58,8 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	pgProxy := testenv.StartProxy(t, pgTarget)
 	pool := testenv.ServicePool(t, testenv.ViaAddr(dbURL, pgProxy.Addr), 2)
-	rdProxy := testenv.StartProxy(t, "127.0.0.1:6379")
-	client, err := redis.NewClient(redis.Options{URL: "redis://" + rdProxy.Addr + redisURL[strings.LastIndex(redisURL, "/"):], Timeout: 300 * time.Millisecond})
+	rdProxy := testenv.StartProxy(t, testenv.RedisAddr())
+	client, err := redis.NewClient(redis.Options{URL: testenv.RedisViaAddr(redisURL, rdProxy.Addr), Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,8 @@ func TestDeleteAbandonedAtTheDeadlineNeverCommitsLater(t *testing.T) {
 	if err := holder.Rollback(bg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // room for an abandoned statement to finish
+	// With the lock free, an abandoned delete would run on and commit.
+	w.WaitServiceIdle()
 	if after := w.Snapshot(); !mapsEqual(before, after) {
 		t.Fatalf("an abandoned delete committed after its caller gave up:\nbefore %v\nafter  %v", before, after)
 	}

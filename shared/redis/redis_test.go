@@ -490,9 +490,8 @@ func TestOneRoundTrip(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			url, rdb := testenv.Redis(t)
-			proxy := testenv.StartProxy(t, "127.0.0.1:6379")
-			db := url[strings.LastIndex(url, "/"):]
-			cache := newCache(t, "redis://"+proxy.Addr+db, mode.cluster)
+			proxy := testenv.StartProxy(t, testenv.RedisAddr())
+			cache := newCache(t, testenv.RedisViaAddr(url, proxy.Addr), mode.cluster)
 			ctx := context.Background()
 			// Connection setup is not counted: open the connection that
 			// pipelines use (go-redis keeps them in a pool of their own).

@@ -19,6 +19,7 @@ type Proxy struct {
 
 	flights atomic.Int64
 	delay   atomic.Int64 // added before each client flight, in nanoseconds
+	held    atomic.Int64 // flights being held back by delay right now
 	refuse  atomic.Bool  // close new connections at once
 	cutNext atomic.Int64 // close the connection on the next client flight when > 0
 	// dropReply, when 1, makes the next client flight reach the server but
@@ -49,6 +50,11 @@ func (p *Proxy) RoundTrips() int64 { return p.flights.Load() }
 
 // SetDelay adds d of latency to every round trip from now on.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// Held returns how many client flights the delay is holding back right now.
+// Once it is 0, every delayed flight has been handed to the server (or
+// dropped with its connection): nothing sent earlier can still arrive late.
+func (p *Proxy) Held() int64 { return p.held.Load() }
 
 // Refuse makes the proxy drop new connections (and, with CutAll, existing
 // ones): the service behind it looks unreachable.
@@ -146,6 +152,7 @@ func (p *Proxy) handle(client net.Conn) {
 		for {
 			n, err := client.Read(buf)
 			if n > 0 {
+				held := false
 				if serverSpoke.Swap(false) {
 					if p.cutNext.CompareAndSwap(1, 0) {
 						break
@@ -155,10 +162,16 @@ func (p *Proxy) handle(client net.Conn) {
 						dropping.Store(true)
 					}
 					if d := time.Duration(p.delay.Load()); d > 0 {
+						held = true
+						p.held.Add(1)
 						time.Sleep(d)
 					}
 				}
-				if _, werr := server.Write(buf[:n]); werr != nil {
+				_, werr := server.Write(buf[:n])
+				if held {
+					p.held.Add(-1)
+				}
+				if werr != nil {
 					break
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,14 +36,12 @@ func startRedisServer(tb testing.TB, addr string, args ...string) {
 	}
 }
 
-// RedisTLS starts a redis-server that speaks only TLS, with a fresh
-// self-signed certificate for 127.0.0.1, and returns its rediss:// URL and
-// the path of the CA certificate a client must trust.
+// RedisTLS starts a redis-server that speaks only TLS, with a self-signed
+// certificate for 127.0.0.1, and returns its rediss:// URL and the path of
+// the CA certificate a client must trust.
 func RedisTLS(tb testing.TB) (url, caFile string) {
 	tb.Helper()
-	dir := tb.TempDir()
-	certFile, keyFile := filepath.Join(dir, "redis.crt"), filepath.Join(dir, "redis.key")
-	writeSelfSigned(tb, certFile, keyFile)
+	certFile, keyFile := selfSigned(tb)
 	port := FreePort(tb)
 	startRedisServer(tb, fmt.Sprintf("127.0.0.1:%d", port),
 		"--port", "0", "--tls-port", fmt.Sprint(port),
@@ -85,11 +84,38 @@ func RedisCluster(tb testing.TB) string {
 	return nodes[0]
 }
 
-func writeSelfSigned(tb testing.TB, certFile, keyFile string) {
+// tlsFiles is the one certificate of every RedisTLS server in the test
+// binary. Go reads the system roots, which a test points at the certificate
+// with SSL_CERT_FILE, once per process: a test run again in the same binary
+// (go test -count=N) must meet the certificate the process already trusts.
+var tlsFiles struct {
+	once              sync.Once
+	certFile, keyFile string
+	err               error
+}
+
+func selfSigned(tb testing.TB) (certFile, keyFile string) {
 	tb.Helper()
+	tlsFiles.once.Do(func() {
+		// Not tb.TempDir: the files outlive the first test that asks for them.
+		dir, err := os.MkdirTemp("", "td-tls-")
+		if err != nil {
+			tlsFiles.err = err
+			return
+		}
+		tlsFiles.certFile, tlsFiles.keyFile = filepath.Join(dir, "redis.crt"), filepath.Join(dir, "redis.key")
+		tlsFiles.err = writeSelfSigned(tlsFiles.certFile, tlsFiles.keyFile)
+	})
+	if tlsFiles.err != nil {
+		tb.Fatalf("testenv: TLS certificate: %v", tlsFiles.err)
+	}
+	return tlsFiles.certFile, tlsFiles.keyFile
+}
+
+func writeSelfSigned(certFile, keyFile string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -104,16 +130,14 @@ func writeSelfSigned(tb testing.TB, certFile, keyFile string) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		tb.Fatal(err)
+		return err
 	}
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
+		return err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 }

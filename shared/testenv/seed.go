@@ -114,10 +114,18 @@ func (s Seeder) Project(account, resourceID, legacySandbox string) string {
 	return id
 }
 
-// Thread creates a thread. project and parent may be "" (NULL).
+// Thread creates a thread with a random id. project and parent may be ""
+// (NULL).
 func (s Seeder) Thread(account, project, parent string) string {
 	s.TB.Helper()
-	id := NewUUID()
+	return s.ThreadWithID(NewUUID(), account, project, parent)
+}
+
+// ThreadWithID creates a thread with the given id, for tests whose input is
+// derived from the id and needs characters a random UUID may lack (a letter
+// to swap for a look-alike, letters to change the case of).
+func (s Seeder) ThreadWithID(id, account, project, parent string) string {
+	s.TB.Helper()
 	s.Exec(`INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id, name) VALUES ($1, $2::uuid, $3::uuid, $4::uuid, 'thread')`,
 		id, nullable(account), nullable(project), nullable(parent))
 	return id
@@ -161,6 +169,19 @@ func (s Seeder) Snapshot() map[string]int {
 	out["resources_active"] = s.Count(`SELECT count(*) FROM public.resources WHERE status = 'active'`)
 	out["message_counters"] = s.Count(`SELECT coalesce(sum(total_message_count), 0) FROM public.threads`)
 	return out
+}
+
+// WaitServiceIdle waits until no backend of the service's pools (those of
+// ServicePool: application_name thread-delete) is running a statement or
+// holding a transaction open in the seeder's database. A statement its
+// caller abandoned has then committed or rolled back: what it changed, or
+// did not, is final and can be asserted.
+func (s Seeder) WaitServiceIdle() {
+	s.TB.Helper()
+	WaitFor(s.TB, 10*time.Second, "the service's database sessions to go idle", func() bool {
+		return s.Count(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'thread-delete' AND state <> 'idle'`) == 0
+	})
 }
 
 // APIKey creates an API key for account the way Kortix does and returns the

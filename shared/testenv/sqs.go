@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -122,4 +123,31 @@ func Queue(tb testing.TB, endpoint string, visibility time.Duration, maxReceive 
 		tb.Fatalf("testenv: create queue: %v", err)
 	}
 	return *q.QueueUrl, dlqURL
+}
+
+// QueueDepth returns how many messages the queue at queueURL holds: visible,
+// in flight (received but not deleted) and delayed. 0 means every message
+// sent to it was received and deleted.
+func QueueDepth(tb testing.TB, endpoint, queueURL string) int {
+	tb.Helper()
+	out, err := SQSClient(endpoint).GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(queueURL),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		},
+	})
+	if err != nil {
+		tb.Fatalf("testenv: queue depth: %v", err)
+	}
+	depth := 0
+	for _, v := range out.Attributes {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			tb.Fatalf("testenv: queue depth: %v", err)
+		}
+		depth += n
+	}
+	return depth
 }

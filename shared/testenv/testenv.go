@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,11 +177,27 @@ func Database(tb testing.TB) string {
 	return withDatabase(adminURL(), name)
 }
 
-func redisAddr() string {
+// RedisAddr returns the host:port of the test Redis server: TEST_REDIS_ADDR,
+// or 127.0.0.1:6379. A test that puts something (a Proxy) in front of Redis
+// must aim it here, or the code under test and the test's own client talk
+// to different servers.
+func RedisAddr() string {
 	if a := os.Getenv("TEST_REDIS_ADDR"); a != "" {
 		return a
 	}
 	return "127.0.0.1:6379"
+}
+
+// RedisViaAddr returns the redis:// URL rewritten to connect through addr
+// (host:port), e.g. a Proxy in front of RedisAddr, keeping the database
+// number and credentials.
+func RedisViaAddr(raw, addr string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		panic(err)
+	}
+	u.Host = addr
+	return u.String()
 }
 
 // Redis reserves a Redis database number (1-15) for the test, empties it and
@@ -189,7 +206,7 @@ func redisAddr() string {
 func Redis(tb testing.TB) (string, *redis.Client) {
 	tb.Helper()
 	ctx := context.Background()
-	ctl := redis.NewClient(&redis.Options{Addr: redisAddr(), DB: 0})
+	ctl := redis.NewClient(&redis.Options{Addr: RedisAddr(), DB: 0})
 	tb.Cleanup(func() { ctl.Close() })
 	deadline := time.Now().Add(60 * time.Second)
 	token := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
@@ -198,12 +215,12 @@ func Redis(tb testing.TB) (string, *redis.Client) {
 			key := fmt.Sprintf("testenv:redis-db:%d", db)
 			ok, err := ctl.SetNX(ctx, key, token, 10*time.Minute).Result()
 			if err != nil {
-				tb.Fatalf("testenv: Redis at %s: %v", redisAddr(), err)
+				tb.Fatalf("testenv: Redis at %s: %v", RedisAddr(), err)
 			}
 			if !ok {
 				continue
 			}
-			client := redis.NewClient(&redis.Options{Addr: redisAddr(), DB: db})
+			client := redis.NewClient(&redis.Options{Addr: RedisAddr(), DB: db})
 			if err := client.FlushDB(ctx).Err(); err != nil {
 				tb.Fatal(err)
 			}
@@ -214,7 +231,7 @@ func Redis(tb testing.TB) (string, *redis.Client) {
 					ctl.Del(ctx, key)
 				}
 			})
-			return fmt.Sprintf("redis://%s/%d", redisAddr(), db), client
+			return fmt.Sprintf("redis://%s/%d", RedisAddr(), db), client
 		}
 		if time.Now().After(deadline) {
 			tb.Fatal("testenv: no free Redis database number")
@@ -247,6 +264,22 @@ func WaitTCP(addr string, within time.Duration) error {
 			return errors.Join(fmt.Errorf("nothing listens at %s after %s", addr, within), err)
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// WaitFor polls cond until it holds and fails the test when it still does
+// not after within. Tests wait for the condition they need (a backend
+// waiting in pg_locks, a queue depth, a log line) instead of sleeping for a
+// guessed time, which is too short on a loaded machine and wasted on an
+// idle one. what names the condition in the failure message.
+func WaitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("testenv: gave up after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
