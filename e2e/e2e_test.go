@@ -163,7 +163,7 @@ func TestQueueDownThenSweeperDelivers(t *testing.T) {
 	// (1s here) by the database's clock, the one the sweep goes by.
 	testenv.WaitFor(t, 10*time.Second, "the pending teardown to be due", func() bool {
 		return w.seed.Count(`SELECT count(*) FROM thread_delete.outbox
-			WHERE status = 'pending' AND sends = 0 AND next_attempt_at <= now() - interval '1 second'`) == 1
+			WHERE kind = 'sandbox_teardown' AND status = 'pending' AND sends = 0 AND next_attempt_at <= now() - interval '1 second'`) == 1
 	})
 	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "events", "scheduled-sweep.json"))
 	if err != nil {
