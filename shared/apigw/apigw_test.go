@@ -313,7 +313,7 @@ func TestRedisDownStillSucceedsAndTheSweeperCompletesTheWork(t *testing.T) {
 		t.Fatalf("thread_count = %s while Redis was unreachable", got)
 	}
 
-	control := s.listenControl(t)
+	control := s.listenControl(t, run)
 	s.rdProxy.Refuse(false)
 	s.Exec(`UPDATE thread_delete.outbox SET created_at = now() - interval '1 hour' WHERE kind = 'redis_work'`)
 	rep := s.sweep(t)

@@ -104,14 +104,14 @@ func TestBulkDeleteEmptiesOneProjectAndKeepsAnother(t *testing.T) {
 	a, b := s.Thread(owner, p1, ""), s.Thread(owner, p1, "")
 	c, keep := s.Thread(owner, p2, ""), s.Thread(owner, p2, "")
 	runA, runC := s.Run(a, "running"), s.Run(c, "running")
-	s.Run(b, "completed")
+	doneB := s.Run(b, "completed")
 	keepRun := s.Run(keep, "running")
 	s.rdb.Set(ctx, "thread_count:"+owner, "10", 0)
 	s.rdb.Set(ctx, "project_count:"+owner, "4", 0)
 	s.rdb.Set(ctx, "cache:account_state:"+owner, "{}", 0)
 	s.rdb.Set(ctx, "project_meta:"+p1, "{}", 0)
 	s.rdb.Set(ctx, "project_meta:"+p2, "{}", 0)
-	control := s.listenControl(t)
+	control := s.listenControl(t, runA, runC, doneB, keepRun)
 
 	upperB := strings.ToUpper(b)
 	expectBulk(t, s.bulk(t, idsBody(a, upperB, c), bearer(owner)), bulkAnswer{Deleted: []string{a, upperB, c}})
@@ -342,9 +342,8 @@ func TestDeleteStopsRunningAgents(t *testing.T) {
 	th := s.Thread(owner, p, "")
 	child := s.Thread(owner, p, th)
 	r1, r2 := s.Run(th, "running"), s.Run(child, "running")
-	s.Run(th, "completed")
-	s.Run(child, "failed")
-	control := s.listenControl(t)
+	done, failed := s.Run(th, "completed"), s.Run(child, "failed")
+	control := s.listenControl(t, r1, r2, done, failed)
 	expect(t, s.delete(t, th, bearer(owner)), 200, nil)
 	want := map[string][]string{"agent_run:" + r1 + ":control": {"STOP"}, "agent_run:" + r2 + ":control": {"STOP"}}
 	if got := control.drain(t); !reflect.DeepEqual(got, want) {

@@ -201,36 +201,45 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// controlListener receives every message published on Kortix's agent
-// control channels (agent_run:*:control) of the stack's Redis.
+// controlListener receives what is published on the control channels of
+// some agent runs (agent_run:{id}:control) of the stack's Redis. Pub/sub is
+// not scoped by Redis database, so it listens to named channels only: other
+// tests publish on theirs at the same time.
 type controlListener struct {
-	ps  *goredis.PubSub
-	rdb *goredis.Client
+	ps       *goredis.PubSub
+	rdb      *goredis.Client
+	sentinel string
 }
 
-// listenControl subscribes before returning, so nothing published after it
-// is missed.
-func (s *stack) listenControl(t *testing.T) *controlListener {
+// listenControl subscribes to the control channels of runs before
+// returning, so nothing published after it is missed.
+func (s *stack) listenControl(t *testing.T, runs ...string) *controlListener {
 	t.Helper()
 	ctx := context.Background()
-	ps := s.rdb.PSubscribe(ctx, "agent_run:*:control")
-	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
-		t.Fatal(err)
+	l := &controlListener{rdb: s.rdb, sentinel: "test-sentinel:" + testenv.NewUUID()}
+	channels := []string{l.sentinel}
+	for _, r := range runs {
+		channels = append(channels, "agent_run:"+r+":control")
 	}
-	t.Cleanup(func() { ps.Close() })
-	return &controlListener{ps: ps, rdb: s.rdb}
+	l.ps = s.rdb.Subscribe(ctx, channels...)
+	for range channels { // one confirmation per channel
+		if _, err := l.ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { l.ps.Close() })
+	return l
 }
 
 // drain returns what was published per channel since the last drain. It
-// publishes a sentinel and reads up to it: Redis delivers in order, so
-// everything published before is in hand, and "nothing" is a sure answer
-// rather than a timeout.
+// publishes on its sentinel channel and reads up to that message: Redis
+// delivers in order, so everything published before is in hand, and
+// "nothing" is a sure answer rather than a timeout.
 func (l *controlListener) drain(t *testing.T) map[string][]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	const sentinel = "agent_run:test-sentinel:control"
-	if err := l.rdb.Publish(ctx, sentinel, "end").Err(); err != nil {
+	if err := l.rdb.Publish(ctx, l.sentinel, "end").Err(); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string][]string{}
@@ -239,7 +248,7 @@ func (l *controlListener) drain(t *testing.T) map[string][]string {
 		if err != nil {
 			t.Fatalf("control channels: %v", err)
 		}
-		if m.Channel == sentinel {
+		if m.Channel == l.sentinel {
 			return got
 		}
 		got[m.Channel] = append(got[m.Channel], m.Payload)
