@@ -287,7 +287,7 @@ func TestQueuesEncrypted(t *testing.T) {
 func TestHttpApiRoutes(t *testing.T) {
 	tmpl, _ := repoTemplate(t)
 	routes := map[string]string{ // path -> method
-		"/threads/{thread_id}":  "DELETE",
+		"/threads/{thread_id}": "DELETE",
 		"/threads/bulk-delete": "POST",
 	}
 	evs := eventsOfType(t, tmpl, "HttpApi")
