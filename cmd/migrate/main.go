@@ -1,4 +1,4 @@
-// Command migrate applies the service's own migrations (the outbox) to
+// Command migrate applies the service's schema (migrations, then function files) to
 // $DATABASE_URL. Running it again changes nothing.
 package main
 

@@ -26,7 +26,7 @@ type Store struct {
 var _ threads.Store = (*Store)(nil)
 
 // deleteSQL runs the whole delete: thread_delete.delete_threads_v1
-// (migration 0004) decides each requested id, takes its locks in
+// (shared/postgres/functions/delete_threads_v1.sql) decides each requested id, takes its locks in
 // PostgreSQL's own order, closes the sub-agent set under fresh snapshots,
 // deletes, and records the follow-up (teardowns, Redis work) in the outbox.
 // It is a function so that PostgreSQL plans its statements once per

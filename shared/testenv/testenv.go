@@ -145,6 +145,22 @@ func Database(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("testenv: template database: %v", err)
 	}
+	return createDatabase(ctx, tb, " TEMPLATE "+tpl)
+}
+
+// EmptyDatabase creates a database with nothing in it (no fixture, no
+// migrations) and returns its URL. It is dropped when the test ends.
+func EmptyDatabase(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	return createDatabase(ctx, tb, "")
+}
+
+// createDatabase creates a uniquely named database (CREATE DATABASE name
+// + suffix) that is dropped when the test ends.
+func createDatabase(ctx context.Context, tb testing.TB, suffix string) string {
+	tb.Helper()
 	dbSeq.Lock()
 	dbSeq.n++
 	name := fmt.Sprintf("tdtest_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, dbSeq.n)
@@ -156,7 +172,7 @@ func Database(tb testing.TB) string {
 	}
 	defer admin.Close(ctx)
 	for attempt := 0; ; attempt++ {
-		_, err = admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+tpl)
+		_, err = admin.Exec(ctx, `CREATE DATABASE `+name+suffix)
 		// Another package may be copying the template at this instant.
 		if err == nil || attempt == 50 || !strings.Contains(err.Error(), "being accessed by other users") {
 			break

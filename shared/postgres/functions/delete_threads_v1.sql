@@ -1,18 +1,14 @@
 -- The delete core: a set of requested threads, decided one by one as if
 -- each were deleted alone, all deletable ones removed in one transaction.
 -- DELETE /threads/{id} is the set of one; POST /threads/bulk-delete is the
--- set of up to 100. Version 1 of the function: a deployed Lambda calls the
--- name it was built with, so a later change gets a new name and the old one
--- stays until no running version calls it.
+-- set of up to 100.
 --
--- Besides the sandbox teardowns, every delete now records its Redis
--- follow-up in the outbox (kind redis_work), in the same transaction: the
--- work is applied inline after the commit and completed by the sweeper when
--- that did not happen (Redis down, a lost reply, the function killed).
-
-ALTER TABLE thread_delete.outbox DROP CONSTRAINT IF EXISTS outbox_kind_check;
-ALTER TABLE thread_delete.outbox ADD CONSTRAINT outbox_kind_check
-    CHECK (kind IN ('sandbox_teardown', 'cache_repair', 'redis_work'));
+-- A file of functions/ is re-applied whenever it changes (make migrate
+-- records its checksum). The names carry a version: a deployed Lambda calls
+-- the name it was built with, so a change that the running version could
+-- not live with (other parameters, another result) goes under a new name in
+-- a new file, and the old file stays until no running version calls it. A
+-- compatible fix (a faster plan, a bug in the body) is made in place.
 
 -- may_write_v1 is the write rule of DESIGN.md §3, for one thread's account:
 -- with an API key (p_key_account set) the key's own account only; with a

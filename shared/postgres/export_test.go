@@ -1,0 +1,4 @@
+package postgres
+
+// MigrateFS is Migrate over other files, for the migration tests.
+var MigrateFS = migrate
