@@ -26,6 +26,9 @@ type Proxy struct {
 	// its reply never reach the client: the connection is closed as the
 	// server starts answering.
 	dropReply atomic.Int64
+	// replyDelay is added before each chunk the server sends back (each
+	// read from the server), in nanoseconds.
+	replyDelay atomic.Int64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -50,6 +53,13 @@ func (p *Proxy) RoundTrips() int64 { return p.flights.Load() }
 
 // SetDelay adds d of latency to every round trip from now on.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// SetReplyDelay adds d of latency to every chunk the server sends back
+// (each read from its side of the connection) from now on. A reply that
+// arrives in one chunk, as PostgreSQL's answer to a pipelined batch does
+// (it is flushed at the Sync), costs d once; a reply the server flushes in
+// parts costs d per part, as it would on a slow link.
+func (p *Proxy) SetReplyDelay(d time.Duration) { p.replyDelay.Store(int64(d)) }
 
 // Held returns how many client flights the delay is holding back right now.
 // Once it is 0, every delayed flight has been handed to the server (or
@@ -135,6 +145,9 @@ func (p *Proxy) handle(client net.Conn) {
 				break // the reply is lost: the client sees the connection close
 			}
 			if n > 0 {
+				if d := time.Duration(p.replyDelay.Load()); d > 0 {
+					time.Sleep(d)
+				}
 				serverSpoke.Store(true)
 				if _, werr := client.Write(buf[:n]); werr != nil {
 					break
