@@ -12,12 +12,16 @@ import (
 
 // original replays what the original Kortix handler sends to PostgreSQL
 // and Redis for DELETE /threads/{thread_id} (DESIGN.md §2): in its order,
-// one call at a time, every statement committed on its own.
+// one call at a time, every statement committed on its own; the deletes
+// each in a transaction of their own (BEGIN, statement, COMMIT), as the
+// original's session per call runs them. Deleting 1 of 2 threads is 13
+// PostgreSQL and 3 Redis round trips.
 //
 // It uses the same pool settings and Redis client as the service (exec
 // mode: one round trip per statement, no prepare, no ping), so that the
-// comparison measures the query pattern and nothing else. Two parts of the
-// original are left out, both in its favour: the inline Daytona call when
+// comparison measures the query pattern and nothing else. Parts of the
+// original are left out, all in its favour: the transaction its reads run
+// in too (a BEGIN and a ROLLBACK around each), the inline Daytona call when
 // the last thread goes (ours hands the teardown to SQS, which is measured),
 // and any cache keys beyond the counters it reads and writes.
 type original struct {
@@ -50,17 +54,23 @@ func (o *original) delete(ctx context.Context, thread, caller string) (projectDe
 	if err := o.db.QueryRow(ctx, `SELECT project_id::text FROM public.threads WHERE thread_id = $1::uuid`, thread).Scan(&project); err != nil {
 		return false, fmt.Errorf("original: project lookup: %w", err)
 	}
-	// Three deletes, three commits. The messages go while their thread still
-	// exists, so the counter trigger updates the thread row once per message.
+	// Three deletes, three commits: the original runs each in a database
+	// session of its own that begins a transaction, executes and commits
+	// (core/threads/repo.py, execute_mutate through SQLAlchemy and asyncpg),
+	// so each costs three round trips. The messages go while their thread
+	// still exists, so the counter trigger updates the thread row once per
+	// message.
 	for _, sql := range []string{
 		`DELETE FROM public.agent_runs WHERE thread_id = $1::uuid`,
 		`DELETE FROM public.messages WHERE thread_id = $1::uuid`,
 		`DELETE FROM public.threads WHERE thread_id = $1::uuid`,
-		`DELETE FROM public.documents WHERE thread_id = $1::uuid`, // the embeddings
 	} {
-		if _, err := o.db.Exec(ctx, sql, thread); err != nil {
+		if err := o.commitOne(ctx, sql, thread); err != nil {
 			return false, fmt.Errorf("original: %s: %w", sql, err)
 		}
+	}
+	if _, err := o.db.Exec(ctx, `DELETE FROM public.documents WHERE thread_id = $1::uuid`, thread); err != nil { // the embeddings
+		return false, fmt.Errorf("original: delete embeddings: %w", err)
 	}
 	if err := o.counter(ctx, "thread_count:"+caller); err != nil {
 		return false, err
@@ -82,10 +92,24 @@ func (o *original) delete(ctx context.Context, thread, caller string) (projectDe
 	if err := o.db.QueryRow(ctx, `SELECT sandbox_resource_id::text, sandbox FROM public.projects WHERE project_id = $1::uuid`, *project).Scan(&resource, &sandbox); err != nil {
 		return false, fmt.Errorf("original: read sandbox: %w", err)
 	}
-	if _, err := o.db.Exec(ctx, `DELETE FROM public.projects WHERE project_id = $1::uuid`, *project); err != nil {
+	if err := o.commitOne(ctx, `DELETE FROM public.projects WHERE project_id = $1::uuid`, *project); err != nil {
 		return false, fmt.Errorf("original: delete project: %w", err)
 	}
 	return true, o.counter(ctx, "project_count:"+caller)
+}
+
+// commitOne runs sql in a transaction of its own: BEGIN, the statement and
+// COMMIT, one round trip each, as the original's session per call does.
+func (o *original) commitOne(ctx context.Context, sql string, arg string) error {
+	tx, err := o.db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	if _, err := tx.Exec(ctx, sql, arg); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // counter is the original's counter update: a GET, a DECR when the key was
