@@ -10,12 +10,31 @@
 -- a new file, and the old file stays until no running version calls it. A
 -- compatible fix (a faster plan, a bug in the body) is made in place.
 
--- may_write_v1 is the write rule of DESIGN.md §3, for one thread's account:
+-- may_write_v2 is the write rule of DESIGN.md §3, for one thread's account:
 -- with an API key (p_key_account set) the key's own account only; with a
 -- JWT, an admin or super_admin, the owning user (a personal account's id is
--- its user's id), or a member of the owning account. A thread without an
--- account is writable by admins only. A plain SQL expression, so PostgreSQL
--- inlines it into the queries that use it.
+-- its user's id), or a member of the owning account (p_members: the
+-- accounts the caller belongs to, read once per request). A thread without
+-- an account is writable by admins only. A plain expression without a
+-- subquery, so that PostgreSQL inlines it into the statements that use it:
+-- a SQL function it cannot inline is parsed and planned again on every
+-- execution of the statement that calls it (about 0.2 ms each here).
+CREATE OR REPLACE FUNCTION thread_delete.may_write_v2(
+    p_account uuid, p_user_id uuid, p_key_account uuid, p_admin boolean, p_members uuid[])
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $fn$
+    SELECT CASE
+        WHEN p_key_account IS NOT NULL THEN coalesce(p_account = p_key_account, false)
+        ELSE p_admin
+          OR coalesce(p_account = p_user_id, false)
+          OR coalesce(p_account = ANY (p_members), false)
+    END
+$fn$;
+
+-- may_write_v1 is the rule as the previous body of delete_threads_v1 used
+-- it. Nothing calls it any more; it stays until no database can still be
+-- running that body (dropping it under a call in flight would fail it).
 CREATE OR REPLACE FUNCTION thread_delete.may_write_v1(
     p_account uuid, p_user_id uuid, p_key_account uuid, p_admin boolean)
 RETURNS boolean
@@ -46,6 +65,12 @@ $fn$;
 -- sandbox teardowns, payload plus job_id), "work" (the Redis follow-up:
 -- payload plus job_id, absent when nothing was deleted). A requested id in
 -- "threads" was deleted; one in neither list was not found.
+--
+-- Cost (docs/benchmarks.md): a delete of one thread is six statements: the
+-- caller, the access check, two lock statements, one closure round and the
+-- delete. Deciding again after the locks needs a statement of its own only
+-- when the locked set holds a thread the caller may not write; otherwise
+-- the lock statements' own rows (the locked versions) decide.
 CREATE OR REPLACE FUNCTION thread_delete.delete_threads_v1(
     p_thread_ids uuid[], p_user_id uuid, p_public_key text, p_secret_hash text,
     p_session_id uuid)
@@ -55,18 +80,34 @@ VOLATILE
 -- Parameters only select rows by key: the generic plan is the right one,
 -- and forcing it spares the five custom plans plpgsql would make first.
 SET plan_cache_mode = force_generic_plan
+-- Every statement here reaches rows by key. A generic plan has to guess
+-- how many ids an array parameter holds (ten), and with the default cost of
+-- a random page read a sequential scan then looks cheaper than the index on
+-- a table of a few thousand rows; the plan is kept for the connection's
+-- life. At the cost of a page read from SSD storage (RDS, Aurora) the index
+-- wins whatever the table's size.
+SET random_page_cost = 1.1
+-- JIT compilation pays off for long analytic queries only: when a big
+-- thread's cascade is estimated above jit_above_cost, compiling it costs
+-- hundreds of milliseconds before the first row is deleted.
+SET jit = off
 AS $fn$
 DECLARE
     v_key_id      uuid;
     v_key_account uuid;              -- set for an API key: it acts for this account only
     v_admin       boolean := false;
+    v_members     uuid[];            -- accounts the caller (a user) belongs to
     v_found       uuid[];            -- requested ids that exist
     v_cand        uuid[];            -- ... of those, the ones the caller may write
     v_projects    uuid[];            -- their projects: locked first
     v_set         uuid[];            -- locked threads: candidates and their sub-agent closure
+    v_set_ok      boolean;           -- the caller may write every locked thread
+    v_set_proj    uuid[];            -- projects of the locked threads, as locked
     v_front       uuid[];
-    v_forbidden   uuid[];            -- candidates refused after the locks
-    v_del         uuid[];            -- threads to delete
+    v_front_ok    boolean;
+    v_front_proj  uuid[];
+    v_forbidden   uuid[] := '{}';    -- requested ids refused
+    v_del         uuid[] := '{}';    -- threads to delete
     v_more        uuid[];            -- projects of v_del not locked yet
     v_summary     jsonb;
 BEGIN
@@ -94,22 +135,29 @@ BEGIN
                 RETURN jsonb_build_object('auth', 'session_revoked');
             END IF;
         END IF;
-        v_admin := EXISTS (SELECT 1 FROM public.user_roles r
-                            WHERE r.user_id = p_user_id AND r.role IN ('admin', 'super_admin'));
     END IF;
 
     -- 0. Decide access from a plain read, before taking any lock: a caller
     --    who may not write a requested thread gets its 403/404 without
     --    blocking anyone (a stranger must not hold up the owner's inserts).
-    WITH r AS MATERIALIZED (
-        SELECT t.thread_id, t.project_id,
-               thread_delete.may_write_v1(t.account_id, p_user_id, v_key_account, v_admin) AS ok
-          FROM public.threads t
-         WHERE t.thread_id = ANY (p_thread_ids))
-    SELECT ARRAY(SELECT thread_id FROM r),
-           ARRAY(SELECT thread_id FROM r WHERE ok ORDER BY thread_id),
-           ARRAY(SELECT DISTINCT project_id FROM r WHERE ok AND project_id IS NOT NULL ORDER BY project_id)
-      INTO v_found, v_cand, v_projects;
+    --    The caller's role and memberships are read in the same statement.
+    SELECT c.admin, c.members,
+           coalesce(array_agg(r.thread_id) FILTER (WHERE r.thread_id IS NOT NULL), '{}'),
+           coalesce(array_agg(r.thread_id ORDER BY r.thread_id) FILTER (WHERE r.ok), '{}'),
+           coalesce(array_agg(DISTINCT r.project_id) FILTER (WHERE r.ok AND r.project_id IS NOT NULL), '{}')
+      INTO v_admin, v_members, v_found, v_cand, v_projects
+      FROM (SELECT v_key_account IS NULL
+                   AND EXISTS (SELECT 1 FROM public.user_roles ur
+                                WHERE ur.user_id = p_user_id AND ur.role IN ('admin', 'super_admin')),
+                   ARRAY(SELECT au.account_id FROM basejump.account_user au WHERE au.user_id = p_user_id)
+            OFFSET 0 -- evaluated once, not at each reference
+           ) AS c(admin, members)
+      LEFT JOIN LATERAL (
+            SELECT t.thread_id, t.project_id,
+                   thread_delete.may_write_v2(t.account_id, p_user_id, v_key_account, c.admin, c.members) AS ok
+              FROM public.threads t
+             WHERE t.thread_id = ANY (p_thread_ids)) r ON true
+     GROUP BY c.admin, c.members;
 
     IF cardinality(v_cand) > 0 THEN
         -- 1. Lock in PostgreSQL's own order: projects, then threads. Its
@@ -129,11 +177,17 @@ BEGIN
         END IF;
         -- A thread deleted meanwhile drops out here (not found). From now on
         -- no child thread, message or agent run can attach to a locked
-        -- thread: inserting one takes KEY SHARE on it.
-        v_set := ARRAY(SELECT t.thread_id FROM public.threads t
-                        WHERE t.thread_id = ANY (v_cand)
-                        ORDER BY t.thread_id
-                          FOR UPDATE);
+        -- thread: inserting one takes KEY SHARE on it. The statement returns
+        -- what the locked rows hold now (a row changed while we waited is
+        -- returned as changed), and nothing can change them any more.
+        SELECT coalesce(array_agg(x.thread_id), '{}'),
+               coalesce(bool_and(thread_delete.may_write_v2(x.account_id, p_user_id, v_key_account, v_admin, v_members)), true),
+               coalesce(array_agg(DISTINCT x.project_id) FILTER (WHERE x.project_id IS NOT NULL), '{}')
+          INTO v_set, v_set_ok, v_set_proj
+          FROM (SELECT t.thread_id, t.account_id, t.project_id FROM public.threads t
+                 WHERE t.thread_id = ANY (v_cand)
+                 ORDER BY t.thread_id
+                   FOR UPDATE) x;
 
         -- 2. Close the set under fresh snapshots: each round is a statement
         --    of its own, so it sees every sub-agent thread committed before
@@ -141,54 +195,65 @@ BEGIN
         --    set are skipped, which ends cycles of parent_thread_id.
         v_front := v_set;
         WHILE cardinality(v_front) > 0 LOOP
-            v_front := ARRAY(SELECT c.thread_id FROM public.threads c
-                              WHERE c.parent_thread_id = ANY (v_front)
-                                AND c.thread_id <> ALL (v_set)
-                              ORDER BY c.thread_id
-                                FOR UPDATE);
+            SELECT coalesce(array_agg(x.thread_id), '{}'),
+                   coalesce(bool_and(thread_delete.may_write_v2(x.account_id, p_user_id, v_key_account, v_admin, v_members)), true),
+                   coalesce(array_agg(DISTINCT x.project_id) FILTER (WHERE x.project_id IS NOT NULL), '{}')
+              INTO v_front, v_front_ok, v_front_proj
+              FROM (SELECT c.thread_id, c.account_id, c.project_id FROM public.threads c
+                     WHERE c.parent_thread_id = ANY (v_front)
+                       AND c.thread_id <> ALL (v_set)
+                     ORDER BY c.thread_id
+                       FOR UPDATE) x;
             v_set := v_set || v_front;
+            v_set_ok := v_set_ok AND v_front_ok;
+            v_set_proj := v_set_proj || v_front_proj;
         END LOOP;
 
-        -- 3. Decide again, for every thread of the closure: a requested id
-        --    whose sub-agent set holds a thread the caller may not write is
-        --    forbidden, and nothing of it is deleted ("bad" walks up from
-        --    each such thread through its ancestors in the set). The rest
-        --    of the requested ids are deleted with everything below them.
-        WITH RECURSIVE t AS MATERIALIZED (
-            SELECT t.thread_id, t.parent_thread_id, t.project_id,
-                   thread_delete.may_write_v1(t.account_id, p_user_id, v_key_account, v_admin) AS ok
-              FROM public.threads t
-             WHERE t.thread_id = ANY (v_set)),
-        bad AS (
-            SELECT t.thread_id, t.parent_thread_id FROM t WHERE NOT t.ok
-            UNION
-            SELECT t.thread_id, t.parent_thread_id FROM t JOIN bad b ON t.thread_id = b.parent_thread_id),
-        del AS (
-            SELECT t.thread_id, t.project_id FROM t
-             WHERE t.thread_id = ANY (v_cand)
-               AND t.thread_id NOT IN (SELECT thread_id FROM bad)
-            UNION
-            SELECT t.thread_id, t.project_id FROM t JOIN del d ON t.parent_thread_id = d.thread_id)
-        SELECT ARRAY(SELECT thread_id FROM bad WHERE thread_id = ANY (v_cand)),
-               ARRAY(SELECT thread_id FROM del),
-               ARRAY(SELECT DISTINCT project_id FROM del
-                      WHERE project_id IS NOT NULL AND project_id <> ALL (v_projects)
-                      ORDER BY project_id)
-          INTO v_forbidden, v_del, v_more;
+        -- 3. Decide again, for every thread of the closure. When the caller
+        --    may write all of them (what the lock statements just read from
+        --    the locked rows), every locked thread goes: each is a requested
+        --    one or lies below one. Otherwise a requested id whose sub-agent
+        --    set holds a thread the caller may not write is forbidden, and
+        --    nothing of it is deleted ("bad" walks up from each such thread
+        --    through its ancestors in the set); the rest of the requested
+        --    ids are deleted with everything below them.
+        IF v_set_ok THEN
+            v_del := v_set;
+        ELSE
+            WITH RECURSIVE t AS MATERIALIZED (
+                SELECT t.thread_id, t.parent_thread_id, t.project_id,
+                       thread_delete.may_write_v2(t.account_id, p_user_id, v_key_account, v_admin, v_members) AS ok
+                  FROM public.threads t
+                 WHERE t.thread_id = ANY (v_set)),
+            bad AS (
+                SELECT t.thread_id, t.parent_thread_id FROM t WHERE NOT t.ok
+                UNION
+                SELECT t.thread_id, t.parent_thread_id FROM t JOIN bad b ON t.thread_id = b.parent_thread_id),
+            del AS (
+                SELECT t.thread_id, t.project_id FROM t
+                 WHERE t.thread_id = ANY (v_cand)
+                   AND t.thread_id NOT IN (SELECT thread_id FROM bad)
+                UNION
+                SELECT t.thread_id, t.project_id FROM t JOIN del d ON t.parent_thread_id = d.thread_id)
+            SELECT ARRAY(SELECT thread_id FROM bad WHERE thread_id = ANY (v_cand)),
+                   ARRAY(SELECT thread_id FROM del),
+                   ARRAY(SELECT DISTINCT project_id FROM del WHERE project_id IS NOT NULL)
+              INTO v_forbidden, v_del, v_set_proj;
+        END IF;
 
         -- 4. Lock the other affected projects (those of sub-agent threads
         --    that lived elsewhere, or of a thread moved meanwhile), in key
         --    order. No single lock order avoids every deadlock here; the
         --    caller re-sends the transaction once on 40P01.
-        IF cardinality(v_more) > 0 THEN
+        IF NOT (v_set_proj <@ v_projects) THEN
+            v_more := ARRAY(SELECT DISTINCT p FROM unnest(v_set_proj) p
+                             WHERE p <> ALL (v_projects) ORDER BY p);
             PERFORM 1 FROM public.projects p
               WHERE p.project_id = ANY (v_more)
               ORDER BY p.project_id
                 FOR UPDATE;
+            v_projects := v_projects || v_more;
         END IF;
-    ELSE
-        v_forbidden := '{}';
-        v_del := '{}';
     END IF;
 
     -- A successful key check is recorded at most once a minute, and only
@@ -199,7 +264,9 @@ BEGIN
            AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute');
     END IF;
 
-    v_forbidden := v_forbidden || ARRAY(SELECT unnest(v_found) EXCEPT SELECT unnest(v_cand));
+    IF cardinality(v_found) > cardinality(v_cand) THEN
+        v_forbidden := v_forbidden || ARRAY(SELECT unnest(v_found) EXCEPT SELECT unnest(v_cand));
+    END IF;
     IF cardinality(v_del) = 0 THEN
         RETURN jsonb_build_object('auth', 'ok', 'forbidden', to_jsonb(v_forbidden),
                                   'threads', '[]'::jsonb, 'teardowns', '[]'::jsonb,
@@ -230,7 +297,8 @@ BEGIN
     emptied AS (
         SELECT p.project_id, p.account_id, p.sandbox_resource_id, p.sandbox
           FROM public.projects p
-         WHERE p.project_id IN (SELECT project_id FROM gone)
+         WHERE p.project_id = ANY (v_projects)
+           AND p.project_id IN (SELECT project_id FROM gone)
            AND NOT EXISTS (SELECT 1 FROM public.threads o
                             WHERE o.project_id = p.project_id
                               AND o.thread_id <> ALL (v_del))),
