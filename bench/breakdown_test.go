@@ -21,7 +21,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sys/unix"
 
+	"github.com/kortix-ai/thread-delete/shared/apigw"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
@@ -43,28 +45,29 @@ func benchBreakdown(b *testing.B) {
 	e.cpuProfile(b)
 }
 
-// timedStore and timedCache record how long the last call took.
+// timedStore and timedCache record how long the last call took
+// (wall time, and the CPU time of the calling OS thread).
 type timedStore struct {
 	threads.Store
-	last time.Duration
+	last, cpu time.Duration
 }
 
 func (s *timedStore) Delete(ctx context.Context, req threads.Request) (threads.Deletion, error) {
-	start := time.Now()
+	start, c0 := time.Now(), threadCPU()
 	d, err := s.Store.Delete(ctx, req)
-	s.last = time.Since(start)
+	s.last, s.cpu = time.Since(start), threadCPU()-c0
 	return d, err
 }
 
 type timedCache struct {
 	threads.Cache
-	last time.Duration
+	last, cpu time.Duration
 }
 
 func (c *timedCache) Apply(ctx context.Context, w threads.CacheWork) error {
-	start := time.Now()
+	start, c0 := time.Now(), threadCPU()
 	err := c.Cache.Apply(ctx, w)
-	c.last = time.Since(start)
+	c.last, c.cpu = time.Since(start), threadCPU()-c0
 	return err
 }
 
@@ -204,7 +207,8 @@ func step(query string) string {
 	q := strings.Join(strings.Fields(query), " ")
 	for _, s := range []struct{ marker, name string }{
 		{"SELECT set_config(", "settings statement (set_config: statement and lock timeouts)"},
-		{"SELECT thread_delete.", "the delete function, as called"},
+		{"SELECT thread_delete.", stepFunction},
+		{"WITH runs AS", "5. delete, outbox rows, summary"},
 		{"v_admin := EXISTS", "caller: admin role"},
 		{"SELECT c.admin, c.members", "0. caller's role and accounts, access check (no lock)"},
 		{"WITH r AS MATERIALIZED", "0. access check (no lock)"},
@@ -214,7 +218,6 @@ func step(query string) string {
 		{"WHERE t.thread_id = ANY (v_cand) ORDER BY t.thread_id FOR UPDATE", "1. lock requested threads"},
 		{"parent_thread_id = ANY (v_front)", "2. closure round (children of the newest level)"},
 		{"WITH RECURSIVE t AS MATERIALIZED", "3. decide again"},
-		{"WITH runs AS", "5. delete, outbox rows, summary"},
 		{"DELETE FROM public.agent_runs", "delete agent runs"},
 		{"DELETE FROM public.documents", "delete vector-store rows"},
 		{"DELETE FROM public.threads", "delete the thread"},
@@ -237,6 +240,10 @@ func step(query string) string {
 	}
 	return q
 }
+
+// stepFunction is the call of the delete function: the statements it runs
+// are reported one by one.
+const stepFunction = "the delete function, as called"
 
 // stepSamples are the per-delete sums of each step.
 type stepSamples struct {
@@ -331,12 +338,12 @@ func explainSettings(pool *pgxpool.Pool, nested bool) error {
 }
 
 // walStats reads the server-wide WAL counters.
-type walStats struct{ records, bytes, syncs int64 }
+type walStats struct{ syncs int64 }
 
 func (e *env) walStats() walStats {
 	var w walStats
 	if err := e.Pool.QueryRow(context.Background(),
-		`SELECT wal_records, wal_bytes::bigint, wal_sync FROM pg_stat_wal`).Scan(&w.records, &w.bytes, &w.syncs); err != nil {
+		`SELECT wal_sync FROM pg_stat_wal`).Scan(&w.syncs); err != nil {
 		e.tb.Fatal(err)
 	}
 	return w
@@ -414,22 +421,29 @@ func (e *env) serverSteps(b *testing.B) {
 		b.Fatal(err)
 	}
 	var oursCommit, floorCommit, bare []time.Duration
+	var oursWAL, floorWAL []int64
 	for i := range n {
+		l0 := e.walLSN()
 		oc := e.commitTime(pool, next(), true)
+		l1 := e.walLSN()
 		fc := e.commitTime(pool, next(), false)
+		l2 := e.walLSN()
 		start := time.Now()
 		if _, err := pool.Exec(ctx, `SELECT 1`); err != nil {
 			b.Fatal(err)
 		}
 		if i >= latencyWarmup {
 			oursCommit, floorCommit, bare = append(oursCommit, oc), append(floorCommit, fc), append(bare, time.Since(start))
+			oursWAL, floorWAL = append(oursWAL, l1-l0), append(floorWAL, l2-l1)
 		}
 	}
 
 	print := func(title string, steps, top *stepSamples, commit time.Duration) {
 		t := newTable(title, "step", "runs per delete", "time p50", "WAL records", "WAL bytes")
-		var walRec, walBytes int64
 		for _, name := range steps.order {
+			if name == stepFunction { // its statements are the rows
+				continue
+			}
 			r, by := medianI(steps.walRec[name]), medianI(steps.walByte[name])
 			t.add(name, medianI(steps.runs[name]), ms(median(steps.dur[name])), r, by)
 		}
@@ -437,15 +451,9 @@ func (e *env) serverSteps(b *testing.B) {
 		for _, name := range top.order {
 			server += median(top.dur[name])
 		}
-		for _, name := range steps.order {
-			if !strings.HasPrefix(name, "↳") {
-				walRec += medianI(steps.walRec[name])
-				walBytes += medianI(steps.walByte[name])
-			}
-		}
-		t.add("= the statements the client sent, timed without nested logging", "", ms(server), walRec, walBytes)
+		t.add("= the statements the client sent, timed without nested logging", "", ms(server), "", "")
 		t.add("COMMIT with its WAL flush (explicit transaction, less a bare round trip)", 1, ms(commit), "", "")
-		t.note("Times are executor time as auto_explain measures it (nested rows are included in the row that fired them). WAL of the commit record itself (about 50 bytes) is not in the table.")
+		t.note("Times are executor time as auto_explain measures it; a nested row (↳) runs inside the statement that fired it and counts in its time too. A statement's WAL is that of its own plan: the foreign-key cascades it fires are rows of their own.")
 		t.print()
 	}
 	print(fmt.Sprintf("PostgreSQL, ours: statements of one delete (p50 of %d, auto_explain in the benchmark's session)", breakdownSamples),
@@ -453,12 +461,30 @@ func (e *env) serverSteps(b *testing.B) {
 	print(fmt.Sprintf("PostgreSQL, floor: statements of one delete (p50 of %d, interleaved with ours)", breakdownSamples),
 		flo, floTop, median(floorCommit)-median(bare))
 	deletes := int64(2 * n)
-	t := newTable("WAL per delete, server-wide (pg_stat_wal over the first pass: its ours and floor deletes together)", "measure", "per delete")
-	t.add("WAL records", fmt.Sprintf("%.1f", float64(w1.records-w0.records)/float64(deletes)))
-	t.add("WAL bytes", fmt.Sprintf("%.0f", float64(w1.bytes-w0.bytes)/float64(deletes)))
-	t.add("WAL syncs (fsync/fdatasync)", fmt.Sprintf("%.2f", float64(w1.syncs-w0.syncs)/float64(deletes)))
-	t.note("pg_stat_wal counts the whole server: other sessions' writes during the pass are included. Each delete commits once, so one flush each is expected; group commit can share one between concurrent commits.")
+	t := newTable("WAL per delete", "measure", "ours", "floor")
+	t.add("WAL bytes inserted, commit record included (p50)", medianI(oursWAL), medianI(floorWAL))
+	t.add("WAL bytes inserted (p90: after a checkpoint, a page's first change writes the whole page)",
+		percentileI(oursWAL, 0.9), percentileI(floorWAL, 0.9))
+	t.add("WAL flushes (fdatasync) per delete, server-wide over the first pass", fmt.Sprintf("%.2f", float64(w1.syncs-w0.syncs)/float64(deletes)), "")
+	t.note("Bytes are the server's WAL insert position before and after each delete, straight to PostgreSQL in an explicit transaction; other sessions writing at the same moment would show as outliers above the median. pg_stat_wal counts flushes for the whole server: each delete commits once, and group commit lets concurrent commits share one.")
 	t.print()
+}
+
+// walLSN is the server's WAL insert position, in bytes.
+func (e *env) walLSN() int64 {
+	var n int64
+	if err := e.Pool.QueryRow(context.Background(), `SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint`).Scan(&n); err != nil {
+		e.tb.Fatal(err)
+	}
+	return n
+}
+
+func percentileI(v []int64, q float64) int64 {
+	ds := make([]time.Duration, len(v))
+	for i, x := range v {
+		ds[i] = time.Duration(x)
+	}
+	return int64(percentile(ds, q))
 }
 
 // commitTime runs ours (or the floor's) statements for f in an explicit
@@ -499,8 +525,12 @@ func (e *env) commitTime(pool *pgxpool.Pool, f fixture, ours bool) time.Duration
 // PostgreSQL and Redis (no proxy goroutines in the process), sampled at
 // profileHz.
 const (
-	profileDeletes = 600
-	profileHz      = 2000
+	profileDeletes = 1000
+	// profileHz is as often as Linux can sample a thread's CPU time: its
+	// per-thread CPU timers fire on the kernel tick (250 Hz here). The
+	// default, 100 Hz, gives too few samples; StartCPUProfile keeps a rate
+	// set before it and says so on stderr.
+	profileHz = 250
 )
 
 // cpuCategories attribute a profile sample to the first category whose
@@ -518,24 +548,47 @@ var cpuCategories = []struct{ name, marker, also string }{
 	{"scheduler and network poller (waking up for replies)", "runtime.netpoll", ""},
 }
 
-// cpuProfile attributes the Go side's CPU to its parts: the process's CPU
-// time over the deletes (getrusage) split by the shares of a CPU profile.
+// cpuProfile attributes the Go side's CPU to its parts, two ways. The
+// request runs on one OS thread (runtime.LockOSThread), whose own CPU clock
+// (CLOCK_THREAD_CPUTIME_ID) is read around each part of the handler: the
+// JWT check, the PostgreSQL call (pgx and the summary's decoding), the
+// Redis call, and the rest (ids, contexts, response body, log line). The
+// process's CPU beyond that thread is the network poller, the GC and the
+// services' client goroutines. A CPU profile of the same requests splits
+// the parts further by call stack.
 func (e *env) cpuProfile(b *testing.B) {
 	ctx := context.Background()
 	h := e.handler(direct)
+	d := h.Deleter.(*threads.Deleter)
+	store, cache := &timedStore{Store: d.Store}, &timedCache{Cache: d.Cache}
+	d.Store, d.Cache = store, cache
+	authn := &timedAuth{Authenticator: h.Auth}
+	h.Auth = authn
 	fixtures := e.seedN(latencyWarmup+profileDeletes, typical)
 	evs := make([]apigwEvent, len(fixtures))
 	for i, f := range fixtures {
 		evs[i] = e.event(f.threads[0], f.owner)
 	}
 	e.analyze()
-	handle := func(ev apigwEvent) {
-		if resp, _ := h.Handle(ctx, ev.APIGatewayV2HTTPRequest); resp.StatusCode != 200 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var parts [4]time.Duration // JWT, PostgreSQL, Redis, the rest
+	handle := func(ev apigwEvent, count bool) {
+		c0 := threadCPU()
+		resp, _ := h.Handle(ctx, ev.APIGatewayV2HTTPRequest)
+		total := threadCPU() - c0
+		if resp.StatusCode != 200 {
 			b.Fatalf("status %d: %s", resp.StatusCode, resp.Body)
+		}
+		if count {
+			parts[0] += authn.cpu
+			parts[1] += store.cpu
+			parts[2] += cache.cpu
+			parts[3] += total - authn.cpu - store.cpu - cache.cpu
 		}
 	}
 	for _, ev := range evs[:latencyWarmup] {
-		handle(ev)
+		handle(ev, false)
 	}
 	evs = evs[latencyWarmup:]
 
@@ -552,34 +605,72 @@ func (e *env) cpuProfile(b *testing.B) {
 	}
 	start := time.Now()
 	for _, ev := range evs {
-		handle(ev)
+		handle(ev, true)
 	}
 	wall := time.Since(start)
 	pprof.StopCPUProfile()
 	cpu := processCPU() - cpu0
 	out.Close()
 
+	per := func(d time.Duration) string {
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(len(evs))/float64(time.Microsecond))
+	}
+	t := newTable(fmt.Sprintf("The Go side: CPU per delete by part (in-process handler, %d deletes straight to the services)", len(evs)),
+		"part", "CPU per delete")
+	var own time.Duration
+	for i, name := range []string{"JWT check", "PostgreSQL call: pgx (encode, send, receive, decode) and the summary's JSON",
+		"Redis call: go-redis (encode, send, receive)", "the rest of the handler: ids, contexts, response body, log line"} {
+		t.add(name, per(parts[i]))
+		own += parts[i]
+	}
+	t.add("= the request's own thread", per(own))
+	t.add("other threads: network poller, GC, client pools' goroutines", per(max(cpu-own, 0)))
+	t.add("= the process (getrusage)", per(cpu))
+	t.note("Wall time per delete in this pass: %s. Load average at the end: %s.", ms(wall/time.Duration(len(evs))), loadAverage())
+	t.print()
+
 	traces, err := exec.Command("go", "tool", "pprof", "-traces", path).Output()
 	if err != nil {
 		b.Fatalf("go tool pprof: %v", err)
 	}
 	shares, total := categorize(string(traces))
-	perDelete := cpu / time.Duration(len(evs))
-	t := newTable(fmt.Sprintf("The Go side: CPU per delete by part (in-process handler, %d deletes straight to the services, profile at %d Hz)", len(evs), profileHz),
-		"part", "CPU per delete", "share")
+	samples := total * profileHz / time.Second
+	t = newTable(fmt.Sprintf("The Go side by call stack (CPU profile of the same deletes at %d Hz, %d samples)", profileHz, samples),
+		"part", "share of samples")
 	names := make([]string, 0, len(shares))
 	for n := range shares {
 		names = append(names, n)
 	}
 	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(shares[b], shares[a]) })
 	for _, n := range names {
-		share := float64(shares[n]) / float64(max(total, 1))
-		t.add(n, fmt.Sprintf("%.0f µs", share*float64(perDelete)/float64(time.Microsecond)), fmt.Sprintf("%.0f%%", 100*share))
+		t.add(n, fmt.Sprintf("%.0f%%", 100*float64(shares[n])/float64(max(total, 1))))
 	}
-	t.add("= the process's CPU per delete (getrusage)", fmt.Sprintf("%.0f µs", float64(perDelete)/float64(time.Microsecond)), "100%")
-	t.note("Wall time per delete in this pass: %s (%d profile samples). Shares are of profile samples; CPU per delete is that share of the process's measured CPU time. Load average at the end: %s.",
-		ms(wall/time.Duration(len(evs))), int64(total)*profileHz/int64(time.Second), loadAverage())
+	t.note("Linux samples a thread's CPU time on the kernel tick, so the profile holds few samples: read its shares as rough, and the clock readings above as the measure.")
 	t.print()
+}
+
+// threadCPU is the CPU time (user and system) the calling OS thread has
+// used, to the nanosecond (CLOCK_THREAD_CPUTIME_ID brings the running
+// thread's account up to date; getrusage would lag by up to a tick).
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// timedAuth records the thread CPU of the last Authenticate.
+type timedAuth struct {
+	apigw.Authenticator
+	cpu time.Duration
+}
+
+func (a *timedAuth) Authenticate(ctx context.Context, authorization, apiKey string, present bool) (threads.Caller, error) {
+	c0 := threadCPU()
+	c, err := a.Authenticator.Authenticate(ctx, authorization, apiKey, present)
+	a.cpu = threadCPU() - c0
+	return c, err
 }
 
 // processCPU is the CPU time (user and system) this process has used.
