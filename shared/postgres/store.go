@@ -42,7 +42,6 @@ const deleteSQL = `SELECT thread_delete.delete_threads_v1($1::uuid[], $2::uuid, 
 type summary struct {
 	Auth      string             `json:"auth"`
 	Forbidden []string           `json:"forbidden"`
-	Threads   []string           `json:"threads"`
 	Messages  int64              `json:"messages"`
 	Runs      int64              `json:"runs"`
 	Teardowns []threads.Teardown `json:"teardowns"`

@@ -49,6 +49,21 @@ AS $fn$
     END
 $fn$;
 
+-- outbox_id_v1 is a time-ordered UUID (the layout of UUID version 7: the
+-- first 48 bits are the Unix time in milliseconds, the rest random) for the
+-- outbox rows a delete writes. Random keys (gen_random_uuid) land each
+-- insert on a random leaf of the primary key, and the first change to a page
+-- after a checkpoint writes the whole 8 kB page to the WAL; time-ordered
+-- keys land on the last leaf, which later inserts share.
+CREATE OR REPLACE FUNCTION thread_delete.outbox_id_v1()
+RETURNS uuid
+LANGUAGE sql VOLATILE
+AS $fn$
+    SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+               placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+               FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$fn$;
+
 -- delete_threads_v1 runs the whole delete inside the caller's transaction
 -- (READ COMMITTED) and returns one JSON summary. Each statement of a
 -- VOLATILE PL/pgSQL function takes a fresh snapshot: that is what lets a
@@ -60,17 +75,19 @@ $fn$;
 -- sessions must still exist (JWT_REQUIRE_SESSION), else NULL.
 --
 -- Summary: {"auth": "ok" | "invalid_api_key" | "session_revoked"} and, when
--- ok: "forbidden" (requested ids refused), "threads" (every thread deleted),
--- "messages", "runs" (rows deleted with them), "teardowns" (outbox rows of
--- sandbox teardowns, payload plus job_id), "work" (the Redis follow-up:
--- payload plus job_id, absent when nothing was deleted). A requested id in
--- "threads" was deleted; one in neither list was not found.
+-- ok: "forbidden" (requested ids refused), "messages", "runs" (rows deleted
+-- with the threads), "teardowns" (outbox rows of sandbox teardowns, payload
+-- plus job_id), "work" (the Redis follow-up, payload plus job_id: its
+-- "thread_ids" are every thread deleted; absent when nothing was deleted).
+-- A requested id among the deleted threads was deleted; one in neither
+-- list was not found.
 --
--- Cost (docs/benchmarks.md): a delete of one thread is six statements: the
--- caller, the access check, two lock statements, one closure round and the
--- delete. Deciding again after the locks needs a statement of its own only
--- when the locked set holds a thread the caller may not write; otherwise
--- the lock statements' own rows (the locked versions) decide.
+-- Cost (docs/benchmarks.md): deleting one thread that leaves its project
+-- non-empty takes seven statements: the access check, two lock statements,
+-- one closure round, the delete with its checks, and the outbox row of the
+-- Redis work. A statement to decide again after the locks runs only when
+-- the locked set holds a thread the caller may not write, and one to drop
+-- projects only when a project is left empty.
 CREATE OR REPLACE FUNCTION thread_delete.delete_threads_v1(
     p_thread_ids uuid[], p_user_id uuid, p_public_key text, p_secret_hash text,
     p_session_id uuid)
@@ -95,21 +112,33 @@ AS $fn$
 DECLARE
     v_key_id      uuid;
     v_key_account uuid;              -- set for an API key: it acts for this account only
-    v_admin       boolean := false;
+    v_admin       boolean;
     v_members     uuid[];            -- accounts the caller (a user) belongs to
-    v_found       uuid[];            -- requested ids that exist
-    v_cand        uuid[];            -- ... of those, the ones the caller may write
-    v_projects    uuid[];            -- their projects: locked first
+    v_cand        uuid[];            -- requested ids that exist and the caller may write
+    v_forbidden   uuid[];            -- requested ids that exist and are refused
+    v_projects    uuid[];            -- projects locked: those of the candidates first
     v_set         uuid[];            -- locked threads: candidates and their sub-agent closure
     v_set_ok      boolean;           -- the caller may write every locked thread
     v_set_proj    uuid[];            -- projects of the locked threads, as locked
     v_front       uuid[];
     v_front_ok    boolean;
     v_front_proj  uuid[];
-    v_forbidden   uuid[] := '{}';    -- requested ids refused
+    v_refused     uuid[];
     v_del         uuid[] := '{}';    -- threads to delete
     v_more        uuid[];            -- projects of v_del not locked yet
-    v_summary     jsonb;
+    -- What the delete did:
+    g_threads     uuid[];            -- threads deleted, in key order
+    g_projects    uuid[];            -- ... their projects and accounts, in the same order
+    g_accounts    uuid[];
+    v_messages    bigint;
+    v_runs        bigint;
+    v_stop        uuid[];            -- agent runs deleted while running
+    v_emptied     uuid[];            -- locked projects left without a thread
+    v_accounts    jsonb;
+    v_dropped     jsonb := '[]';
+    v_teardowns   jsonb := '[]';
+    v_work        jsonb;
+    v_job         uuid;
 BEGIN
     -- Who is asking. The API key is resolved here rather than in a query of
     -- its own: no extra round trip. The hashes are compared through sha256
@@ -141,11 +170,13 @@ BEGIN
     --    who may not write a requested thread gets its 403/404 without
     --    blocking anyone (a stranger must not hold up the owner's inserts).
     --    The caller's role and memberships are read in the same statement.
+    --    The lock statements order what they lock themselves, so nothing
+    --    here is sorted.
     SELECT c.admin, c.members,
-           coalesce(array_agg(r.thread_id) FILTER (WHERE r.thread_id IS NOT NULL), '{}'),
-           coalesce(array_agg(r.thread_id ORDER BY r.thread_id) FILTER (WHERE r.ok), '{}'),
-           coalesce(array_agg(DISTINCT r.project_id) FILTER (WHERE r.ok AND r.project_id IS NOT NULL), '{}')
-      INTO v_admin, v_members, v_found, v_cand, v_projects
+           coalesce(array_agg(r.thread_id) FILTER (WHERE r.ok), '{}'),
+           coalesce(array_agg(r.thread_id) FILTER (WHERE NOT r.ok), '{}'),
+           coalesce(array_agg(r.project_id) FILTER (WHERE r.ok AND r.project_id IS NOT NULL), '{}')
+      INTO v_admin, v_members, v_cand, v_forbidden, v_projects
       FROM (SELECT v_key_account IS NULL
                    AND EXISTS (SELECT 1 FROM public.user_roles ur
                                 WHERE ur.user_id = p_user_id AND ur.role IN ('admin', 'super_admin')),
@@ -182,7 +213,7 @@ BEGIN
         -- returned as changed), and nothing can change them any more.
         SELECT coalesce(array_agg(x.thread_id), '{}'),
                coalesce(bool_and(thread_delete.may_write_v2(x.account_id, p_user_id, v_key_account, v_admin, v_members)), true),
-               coalesce(array_agg(DISTINCT x.project_id) FILTER (WHERE x.project_id IS NOT NULL), '{}')
+               coalesce(array_agg(x.project_id) FILTER (WHERE x.project_id IS NOT NULL), '{}')
           INTO v_set, v_set_ok, v_set_proj
           FROM (SELECT t.thread_id, t.account_id, t.project_id FROM public.threads t
                  WHERE t.thread_id = ANY (v_cand)
@@ -197,7 +228,7 @@ BEGIN
         WHILE cardinality(v_front) > 0 LOOP
             SELECT coalesce(array_agg(x.thread_id), '{}'),
                    coalesce(bool_and(thread_delete.may_write_v2(x.account_id, p_user_id, v_key_account, v_admin, v_members)), true),
-                   coalesce(array_agg(DISTINCT x.project_id) FILTER (WHERE x.project_id IS NOT NULL), '{}')
+                   coalesce(array_agg(x.project_id) FILTER (WHERE x.project_id IS NOT NULL), '{}')
               INTO v_front, v_front_ok, v_front_proj
               FROM (SELECT c.thread_id, c.account_id, c.project_id FROM public.threads c
                      WHERE c.parent_thread_id = ANY (v_front)
@@ -238,7 +269,8 @@ BEGIN
             SELECT ARRAY(SELECT thread_id FROM bad WHERE thread_id = ANY (v_cand)),
                    ARRAY(SELECT thread_id FROM del),
                    ARRAY(SELECT DISTINCT project_id FROM del WHERE project_id IS NOT NULL)
-              INTO v_forbidden, v_del, v_set_proj;
+              INTO v_refused, v_del, v_set_proj;
+            v_forbidden := v_forbidden || v_refused;
         END IF;
 
         -- 4. Lock the other affected projects (those of sub-agent threads
@@ -258,19 +290,15 @@ BEGIN
 
     -- A successful key check is recorded at most once a minute, and only
     -- when a requested thread exists: a 404 writes nothing.
-    IF v_key_id IS NOT NULL AND cardinality(v_found) > 0 THEN
+    IF v_key_id IS NOT NULL AND cardinality(v_cand) + cardinality(v_forbidden) > 0 THEN
         UPDATE public.api_keys k SET last_used_at = now()
          WHERE k.key_id = v_key_id
            AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute');
     END IF;
 
-    IF cardinality(v_found) > cardinality(v_cand) THEN
-        v_forbidden := v_forbidden || ARRAY(SELECT unnest(v_found) EXCEPT SELECT unnest(v_cand));
-    END IF;
     IF cardinality(v_del) = 0 THEN
         RETURN jsonb_build_object('auth', 'ok', 'forbidden', to_jsonb(v_forbidden),
-                                  'threads', '[]'::jsonb, 'teardowns', '[]'::jsonb,
-                                  'messages', 0, 'runs', 0);
+                                  'teardowns', '[]'::jsonb, 'messages', 0, 'runs', 0);
     END IF;
 
     -- 5. Delete, in a statement of its own after all locks (a fresh
@@ -278,11 +306,9 @@ BEGIN
     --    Agent runs (foreign key NO ACTION) and vector-store rows (the
     --    composite foreign key misses rows whose account_id is NULL) are
     --    deleted explicitly, then the threads; messages go by the cascade.
-    --    A locked project is empty when no thread outside the set remains
-    --    (the set's own rows are still visible to this statement): it is
-    --    deleted, with one teardown in the outbox if it had a sandbox. The
-    --    Redis follow-up is recorded in the outbox too: per-account counts,
-    --    the keys to drop, the running agent runs to stop.
+    --    A locked project is left empty when no thread outside the set
+    --    remains (the set's own rows are still visible to this statement);
+    --    no thread can enter a project we hold locked.
     WITH runs AS (
         DELETE FROM public.agent_runs r
          WHERE r.thread_id = ANY (v_del)
@@ -293,58 +319,74 @@ BEGIN
     gone AS (
         DELETE FROM public.threads t
          WHERE t.thread_id = ANY (v_del)
-        RETURNING t.thread_id, t.account_id, t.project_id, t.total_message_count),
-    emptied AS (
-        SELECT p.project_id, p.account_id, p.sandbox_resource_id, p.sandbox
-          FROM public.projects p
-         WHERE p.project_id = ANY (v_projects)
-           AND p.project_id IN (SELECT project_id FROM gone)
-           AND NOT EXISTS (SELECT 1 FROM public.threads o
-                            WHERE o.project_id = p.project_id
-                              AND o.thread_id <> ALL (v_del))),
-    dropped AS (
-        DELETE FROM public.projects p USING emptied e
-         WHERE p.project_id = e.project_id
-        RETURNING p.project_id, p.account_id),
-    teardowns AS (
-        INSERT INTO thread_delete.outbox (kind, payload)
-        SELECT 'sandbox_teardown',
-               jsonb_strip_nulls(jsonb_build_object(
-                   'project_id', e.project_id, 'account_id', e.account_id,
-                   'sandbox_id', s.sandbox_id, 'resource_id', r.id,
-                   'thread_id', (SELECT min(g.thread_id::text) FROM gone g WHERE g.project_id = e.project_id),
-                   'requested_at', now()))
-          FROM emptied e
-          LEFT JOIN public.resources r ON r.id = e.sandbox_resource_id
-         CROSS JOIN LATERAL (SELECT coalesce(nullif(r.external_id, ''), nullif(e.sandbox->>'id', '')) AS sandbox_id) s
-         WHERE s.sandbox_id IS NOT NULL
-        RETURNING id, payload),
-    accounts AS (
-        SELECT account_id, sum(threads)::int AS threads, sum(projects)::int AS projects
-          FROM (SELECT account_id, 1 AS threads, 0 AS projects FROM gone WHERE account_id IS NOT NULL
-                UNION ALL
-                SELECT account_id, 0, 1 FROM dropped) x
-         GROUP BY account_id),
-    work AS (
-        INSERT INTO thread_delete.outbox (kind, payload)
-        SELECT 'redis_work', jsonb_build_object(
-                   'accounts', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                                   'account_id', a.account_id, 'threads', a.threads, 'projects', a.projects)
-                                   ORDER BY a.account_id) FROM accounts a), '[]'::jsonb),
-                   'thread_ids', (SELECT jsonb_agg(g.thread_id ORDER BY g.thread_id) FROM gone g),
-                   'project_ids', coalesce((SELECT jsonb_agg(d.project_id ORDER BY d.project_id) FROM dropped d), '[]'::jsonb),
-                   'stop_runs', coalesce((SELECT jsonb_agg(r.id ORDER BY r.id) FROM runs r WHERE r.status = 'running'), '[]'::jsonb))
-        RETURNING id, payload)
-    SELECT jsonb_build_object(
-               'auth', 'ok',
-               'forbidden', to_jsonb(v_forbidden),
-               'threads', (SELECT jsonb_agg(g.thread_id ORDER BY g.thread_id) FROM gone g),
-               'messages', (SELECT coalesce(sum(g.total_message_count), 0) FROM gone g),
-               'runs', (SELECT count(*) FROM runs),
-               'teardowns', coalesce((SELECT jsonb_agg(t.payload || jsonb_build_object('job_id', t.id) ORDER BY t.id)
-                                        FROM teardowns t), '[]'::jsonb),
-               'work', (SELECT w.payload || jsonb_build_object('job_id', w.id) FROM work w))
-      INTO v_summary;
-    RETURN v_summary;
+        RETURNING t.thread_id, t.account_id, t.project_id, t.total_message_count)
+    SELECT g.threads, g.projects, g.accounts, g.messages,
+           (SELECT count(*) FROM runs),
+           ARRAY(SELECT r.id FROM runs r WHERE r.status = 'running' ORDER BY r.id),
+           (SELECT jsonb_agg(jsonb_build_object('account_id', a.account_id, 'threads', a.n, 'projects', 0)
+                             ORDER BY a.account_id)
+              FROM (SELECT account_id, count(*) AS n FROM gone
+                     WHERE account_id IS NOT NULL GROUP BY account_id) a),
+           ARRAY(SELECT p.project_id FROM public.projects p
+                  WHERE p.project_id = ANY (v_projects)
+                    AND p.project_id IN (SELECT project_id FROM gone)
+                    AND NOT EXISTS (SELECT 1 FROM public.threads o
+                                     WHERE o.project_id = p.project_id
+                                       AND o.thread_id <> ALL (v_del)))
+      INTO g_threads, g_projects, g_accounts, v_messages, v_runs, v_stop, v_accounts, v_emptied
+      FROM (SELECT coalesce(array_agg(thread_id ORDER BY thread_id), '{}') AS threads,
+                   array_agg(project_id ORDER BY thread_id) AS projects,
+                   array_agg(account_id ORDER BY thread_id) AS accounts,
+                   coalesce(sum(total_message_count), 0) AS messages
+              FROM gone) g;
+
+    -- 6. Each project left empty is deleted, with one teardown in the
+    --    outbox if it had a sandbox; its account's project count goes down.
+    IF cardinality(v_emptied) > 0 THEN
+        WITH dropped AS (
+            DELETE FROM public.projects p
+             WHERE p.project_id = ANY (v_emptied)
+            RETURNING p.project_id, p.account_id, p.sandbox_resource_id, p.sandbox),
+        teardowns AS (
+            INSERT INTO thread_delete.outbox (id, kind, payload)
+            SELECT thread_delete.outbox_id_v1(), 'sandbox_teardown',
+                   jsonb_strip_nulls(jsonb_build_object(
+                       'project_id', d.project_id, 'account_id', d.account_id,
+                       'sandbox_id', s.sandbox_id, 'resource_id', r.id,
+                       'thread_id', (SELECT min(x.t::text) FROM unnest(g_threads, g_projects) AS x(t, p)
+                                      WHERE x.p = d.project_id),
+                       'requested_at', now()))
+              FROM dropped d
+              LEFT JOIN public.resources r ON r.id = d.sandbox_resource_id
+             CROSS JOIN LATERAL (SELECT coalesce(nullif(r.external_id, ''), nullif(d.sandbox->>'id', '')) AS sandbox_id) s
+             WHERE s.sandbox_id IS NOT NULL
+            RETURNING id, payload)
+        SELECT coalesce((SELECT jsonb_agg(t.payload || jsonb_build_object('job_id', t.id) ORDER BY t.id)
+                           FROM teardowns t), '[]'::jsonb),
+               coalesce((SELECT jsonb_agg(d.project_id ORDER BY d.project_id) FROM dropped d), '[]'::jsonb),
+               (SELECT jsonb_agg(jsonb_build_object('account_id', a.account_id, 'threads', a.threads, 'projects', a.projects)
+                                 ORDER BY a.account_id)
+                  FROM (SELECT u.account_id, sum(u.threads)::int AS threads, sum(u.projects)::int AS projects
+                          FROM (SELECT x.a AS account_id, 1 AS threads, 0 AS projects
+                                  FROM unnest(g_accounts) AS x(a) WHERE x.a IS NOT NULL
+                                UNION ALL
+                                SELECT d.account_id, 0, 1 FROM dropped d) u
+                         GROUP BY u.account_id) a)
+          INTO v_teardowns, v_dropped, v_accounts;
+    END IF;
+
+    -- 7. The Redis follow-up, recorded in the outbox in this transaction:
+    --    per-account counts, the keys to drop, the running agent runs to
+    --    stop.
+    v_work := jsonb_build_object('accounts', coalesce(v_accounts, '[]'::jsonb),
+                                 'thread_ids', to_jsonb(g_threads),
+                                 'project_ids', v_dropped,
+                                 'stop_runs', to_jsonb(v_stop));
+    INSERT INTO thread_delete.outbox (id, kind, payload) VALUES (thread_delete.outbox_id_v1(), 'redis_work', v_work)
+    RETURNING id INTO v_job;
+
+    RETURN jsonb_build_object('auth', 'ok', 'forbidden', to_jsonb(v_forbidden),
+                              'messages', v_messages, 'runs', v_runs, 'teardowns', v_teardowns,
+                              'work', v_work || jsonb_build_object('job_id', v_job));
 END;
 $fn$;
