@@ -18,28 +18,6 @@ func (e *env) bulk() testenv.Seeder {
 	return *e.bulkSeeder
 }
 
-// bigThread seeds a project holding a thread of n messages, n/10
-// vector-store chunks and n/100 agent runs, and a small sibling thread (so
-// that the project stays and its counters can be checked), then vacuums and
-// analyzes the tables, as autovacuum would have by the time such a thread
-// is deleted.
-func (e *env) bigThread(n int) (f fixture, sibling string) {
-	e.tb.Helper()
-	f.owner = e.PersonalAccount()
-	f.project = e.Project(f.owner, "", "")
-	thread := e.Thread(f.owner, f.project, "")
-	sibling = e.Thread(f.owner, f.project, "")
-	f.threads = []string{thread}
-	e.bulk().Content(thread, n, max(n/100, 1), max(n/10, 1))
-	e.bulk().Content(sibling, 20, 1, 1)
-	e.Exec(`UPDATE public.threads t
-		   SET total_message_count = (SELECT count(*) FROM public.messages m WHERE m.thread_id = t.thread_id),
-		       user_message_count = (SELECT count(*) FROM public.messages m WHERE m.thread_id = t.thread_id AND m.type = 'user')
-		 WHERE t.thread_id IN ($1, $2)`, thread, sibling)
-	e.Exec(`VACUUM (ANALYZE) public.threads, public.messages, public.agent_runs, public.documents`)
-	return f, sibling
-}
-
 // siblingIntact fails the benchmark unless the sibling thread still has its
 // 20 messages and matching counters.
 func (e *env) siblingIntact(sibling string) {

@@ -40,11 +40,22 @@ func (f *floor) delete(ctx context.Context, owner, thread string) error {
 // parts is delete, returning how long its PostgreSQL and Redis round trips
 // took.
 func (f *floor) parts(ctx context.Context, owner, thread string) (pg, redis time.Duration, err error) {
+	return f.partsMany(ctx, owner, []string{thread})
+}
+
+// deleteMany is delete for several threads of owner's at once: the same
+// three DELETEs over all of them, one Redis pipeline.
+func (f *floor) deleteMany(ctx context.Context, owner string, threads []string) error {
+	_, _, err := f.partsMany(ctx, owner, threads)
+	return err
+}
+
+func (f *floor) partsMany(ctx context.Context, owner string, threads []string) (pg, redis time.Duration, err error) {
 	start := time.Now()
 	b := &pgx.Batch{}
-	b.Queue(`DELETE FROM public.agent_runs WHERE thread_id = $1`, thread)
-	b.Queue(`DELETE FROM public.documents WHERE thread_id = $1`, thread)
-	b.Queue(`DELETE FROM public.threads WHERE thread_id = $1`, thread)
+	b.Queue(`DELETE FROM public.agent_runs WHERE thread_id = ANY ($1::uuid[])`, threads)
+	b.Queue(`DELETE FROM public.documents WHERE thread_id = ANY ($1::uuid[])`, threads)
+	b.Queue(`DELETE FROM public.threads WHERE thread_id = ANY ($1::uuid[])`, threads)
 	br := f.db.SendBatch(ctx, b)
 	var gone int64
 	for range 3 {
@@ -58,14 +69,18 @@ func (f *floor) parts(ctx context.Context, owner, thread string) (pg, redis time
 	if err := br.Close(); err != nil {
 		return 0, 0, fmt.Errorf("floor: %w", err)
 	}
-	if gone != 1 {
-		return 0, 0, fmt.Errorf("floor: thread %s not found", thread)
+	if gone != int64(len(threads)) {
+		return 0, 0, fmt.Errorf("floor: %d of %d threads found", gone, len(threads))
 	}
 	pg = time.Since(start)
 	start = time.Now()
 	pipe := f.rdb.Pipeline()
-	pipe.DecrBy(ctx, "thread_count:"+owner, 1)
-	pipe.Del(ctx, "cache:account_state:"+owner, "message_history:"+thread)
+	pipe.DecrBy(ctx, "thread_count:"+owner, int64(len(threads)))
+	keys := []string{"cache:account_state:" + owner}
+	for _, t := range threads {
+		keys = append(keys, "message_history:"+t)
+	}
+	pipe.Del(ctx, keys...)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, 0, fmt.Errorf("floor: redis: %w", err)
 	}

@@ -33,14 +33,25 @@ func (e *env) seed(s shape) fixture {
 }
 
 // seedN creates n projects of shape s, each of a personal account of its
-// own, and the owners' Redis counters as Kortix keeps them (so that our
-// delete, the floor and the original's replay all decrement real keys). It
-// takes a handful of statements whatever n is: the messages go through the
-// counter trigger, as the application's inserts do, and everything else is
-// set-based.
+// own (see seedProjects).
 func (e *env) seedN(n int, s shape) []fixture {
 	e.tb.Helper()
+	return e.seedProjects("", n, s)
+}
+
+// seedProjects creates n projects of shape s, of owner's personal account
+// ("" gives each project a personal account of its own), and the owners'
+// Redis counters as Kortix keeps them (so that our delete, the floor and
+// the original's replay all decrement real keys). It takes a handful of
+// statements whatever n is: the messages go through the counter trigger, as
+// the application's inserts do, and everything else is set-based.
+func (e *env) seedProjects(owner string, n int, s shape) []fixture {
+	e.tb.Helper()
 	ctx := context.Background()
+	accounts := n
+	if owner != "" {
+		accounts = 0
+	}
 	rows, err := e.Pool.Query(ctx, `
 		WITH acc AS (
 		    INSERT INTO basejump.accounts (id, primary_owner_user_id, name, slug, personal_account)
@@ -50,13 +61,20 @@ func (e *env) seedN(n int, s shape) []fixture {
 		au AS (
 		    INSERT INTO basejump.account_user (user_id, account_id, account_role)
 		    SELECT id, id, 'owner' FROM acc),
+		owners AS (
+		    SELECT id, row_number() OVER () AS k FROM acc
+		    UNION ALL
+		    SELECT $4::uuid, k FROM generate_series(1, $3::int) k WHERE $4::uuid IS NOT NULL),
 		res AS (
 		    INSERT INTO public.resources (account_id, type, external_id, status, config)
-		    SELECT id, 'sandbox', 'sb-' || id, 'active', '{}' FROM acc WHERE $2::bool
+		    SELECT id, 'sandbox', 'sb-' || gen_random_uuid(), 'active', '{}' FROM owners WHERE $2::bool
 		    RETURNING id, account_id)
 		INSERT INTO public.projects (name, account_id, sandbox_resource_id, sandbox)
-		SELECT 'project', acc.id, res.id, '{}' FROM acc LEFT JOIN res ON res.account_id = acc.id
-		RETURNING account_id::text, project_id::text`, n, s.sandbox)
+		SELECT 'project', o.id, r.id, '{}'
+		  FROM owners o
+		  LEFT JOIN (SELECT id, account_id, row_number() OVER (PARTITION BY account_id) AS k FROM res) r
+		    ON r.account_id = o.id AND r.k = o.k
+		RETURNING account_id::text, project_id::text`, accounts, s.sandbox, n, nullable(owner))
 	if err != nil {
 		e.tb.Fatal(err)
 	}
@@ -72,6 +90,9 @@ func (e *env) seedN(n int, s shape) []fixture {
 	}
 	if err := rows.Err(); err != nil {
 		e.tb.Fatal(err)
+	}
+	if len(out) != n {
+		e.tb.Fatalf("seeded %d projects, want %d", len(out), n)
 	}
 	projects := make([]string, len(out))
 	for i, f := range out {
@@ -100,14 +121,26 @@ func (e *env) seedN(n int, s shape) []fixture {
 	}
 	e.contentOf(all, s.messages, s.runs, s.docs)
 
-	pipe := e.rdb.Pipeline()
+	counts := map[string]int{}
 	for _, f := range out {
-		pipe.MSet(ctx, "thread_count:"+f.owner, s.threads, "project_count:"+f.owner, 1)
+		counts[f.owner]++
+	}
+	pipe := e.rdb.Pipeline()
+	for o, projects := range counts {
+		pipe.MSet(ctx, "thread_count:"+o, projects*s.threads, "project_count:"+o, projects)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		e.tb.Fatal(err)
 	}
 	return out
+}
+
+// nullable is nil for "", for a NULL parameter.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // contentOf gives each thread messages messages, runs completed agent runs
