@@ -27,7 +27,7 @@ const (
 
 // lambdaTimeout is DeleteThreadFunction's Timeout: every request gets this
 // deadline, as the Lambda would.
-const lambdaTimeout = 10 * time.Second
+const lambdaTimeout = 29 * time.Second
 
 // maxBody bounds a request body; API Gateway's own limit is 10 MB, and the
 // route takes none.

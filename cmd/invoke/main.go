@@ -53,7 +53,7 @@ type Options struct {
 
 // timeouts are the functions' Timeout in template.yaml, by directory.
 var timeouts = map[string]time.Duration{
-	"delete-thread":   10 * time.Second,
+	"delete-thread":   29 * time.Second,
 	"sandbox-cleanup": 30 * time.Second,
 }
 
@@ -66,7 +66,7 @@ func main() {
 	flag.StringVar(&o.Bootstrap, "bootstrap", "", "function binary, e.g. build/delete-thread/bootstrap (make build)")
 	flag.StringVar(&o.Event, "event", "", "event JSON file, e.g. events/delete-thread.json")
 	flag.StringVar(&o.RIE, "rie", "", "aws-lambda-rie binary (default .bin/aws-lambda-rie; make tools installs it)")
-	flag.DurationVar(&o.Timeout, "timeout", 0, "function timeout (default: the template's, 10s for delete-thread, 30s for sandbox-cleanup)")
+	flag.DurationVar(&o.Timeout, "timeout", 0, "function timeout (default: the template's, 29s for delete-thread, 30s for sandbox-cleanup)")
 	flag.StringVar(&o.User, "user", "owner", "demo user whose token replaces "+tokenPlaceholder+": owner, member, other or stranger")
 	flag.StringVar(&o.Token, "token", "", "token to put in place of "+tokenPlaceholder+" instead of a minted one")
 	flag.Parse()
