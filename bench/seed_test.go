@@ -62,7 +62,7 @@ func (e *env) seedProjects(owner string, n int, s shape) []fixture {
 		    INSERT INTO basejump.account_user (user_id, account_id, account_role)
 		    SELECT id, id, 'owner' FROM acc),
 		owners AS (
-		    SELECT id, row_number() OVER () AS k FROM acc
+		    SELECT id, 1::bigint AS k FROM acc
 		    UNION ALL
 		    SELECT $4::uuid, k FROM generate_series(1, $3::int) k WHERE $4::uuid IS NOT NULL),
 		res AS (

@@ -39,7 +39,8 @@ var throughputRuns = []struct {
 func benchThroughput(b *testing.B) {
 	e := newEnv(b)
 	printMachine(e)
-	t := newTable(fmt.Sprintf("Throughput: %d deletes of 1 thread (20 messages, 2 runs, 2 docs) each, function instances in one process, direct", throughputDeletes),
+	t := newTable(fmt.Sprintf("Throughput: %d deletes of 1 thread (%d messages, %d runs, %d vector rows) each, function instances in one process, direct",
+		throughputDeletes, typical.messages, typical.runs, typical.docs),
 		"instances", "threads of", "deletes/s", "p50", "p99", "machine CPU busy", "instances' PG backends", "Go process", "redis-server", "everything else", "lock waits")
 	states := newTable("What the instances' PostgreSQL backends were doing (pg_stat_activity, sampled every 5 ms)",
 		"instances", "threads of", "state", "share of samples")
