@@ -105,7 +105,7 @@ func (e *env) throughput(k int, sameProject bool) throughputRun {
 	var jobs []job
 	if sameProject {
 		// One thread more than deleted stays, so the project never goes.
-		f := e.seed(shape{threads: throughputDeletes + k + 1, messages: 20, runs: 2, docs: 2})
+		f := e.seed(shape{threads: throughputDeletes + k + 1, messages: typical.messages, runs: typical.runs, docs: typical.docs})
 		for _, t := range f.threads[:throughputDeletes+k] {
 			jobs = append(jobs, job{f.owner, t})
 		}
