@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -52,8 +53,8 @@ type summary struct {
 // the extended protocol's single Sync makes the batch one implicit
 // transaction (any error rolls all of it back) and one network round trip.
 // A batch that lost a deadlock or a serialization conflict was rolled back
-// whole by the server, so it is sent once more at once; a second loss is a
-// 503. Nothing else is re-sent: after any other failure the server may have
+// whole by the server, so it is sent once more after a few milliseconds
+// (waitBeforeResend); a second loss is a 503. Nothing else is re-sent: after any other failure the server may have
 // committed (a lost reply), and the answer is a 503 (see conncheck.go for
 // how dead idle connections are avoided instead).
 func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deletion, error) {
@@ -92,7 +93,7 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 	}
 
 	err := run()
-	if isConflict(err) && ctx.Err() == nil {
+	if isConflict(err) && waitBeforeResend(ctx) {
 		err = run()
 	}
 	if err != nil {
@@ -118,6 +119,28 @@ func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deleti
 		del.Work = *sum.Work
 	}
 	return del, nil
+}
+
+// resendAfter is how long a transaction rolled back on a conflict waits
+// before it is sent again, plus up to as much again at random. The
+// transaction that survived the deadlock was woken by our rollback and has
+// yet to take the row it was waiting for; a waiter's place in line holds
+// only while that row stays locked, so a re-send that reaches the row first
+// takes it and deadlocks with the survivor a second time (a single delete
+// gets there in well under a millisecond).
+const resendAfter = 5 * time.Millisecond
+
+// waitBeforeResend waits resendAfter and a random part of it, and reports
+// whether ctx still leaves time to send.
+func waitBeforeResend(ctx context.Context) bool {
+	t := time.NewTimer(resendAfter + rand.N(resendAfter))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // isConflict reports a transaction that PostgreSQL rolled back to resolve a
