@@ -208,7 +208,9 @@ func step(query string) string {
 	for _, s := range []struct{ marker, name string }{
 		{"SELECT set_config(", "settings statement (set_config: statement and lock timeouts)"},
 		{"SELECT thread_delete.", stepFunction},
-		{"WITH runs AS", "5. delete, outbox rows, summary"},
+		{"WITH runs AS", "5. delete, and which locked projects it leaves empty"},
+		{"INSERT INTO thread_delete.outbox (id, kind, payload) VALUES", "7. the Redis work's outbox row"},
+		{"WITH dropped AS", "6. drop emptied projects, teardown outbox rows"},
 		{"v_admin := EXISTS", "caller: admin role"},
 		{"SELECT c.admin, c.members", "0. caller's role and accounts, access check (no lock)"},
 		{"WITH r AS MATERIALIZED", "0. access check (no lock)"},
