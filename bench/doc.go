@@ -3,10 +3,12 @@
 //	go test -run '^$' -bench . -benchtime 1x ./bench
 //
 // Each benchmark measures one property the service promises — latency
-// against a replay of the original Kortix handler, round trips per request,
-// cost against thread size and the order of deletes inside the transaction,
-// cold start and footprint under aws-lambda-rie, throughput on this machine
-// — and prints what it measured as a table. They run once (-benchtime 1x):
+// under the Lambda runtime emulator against the physical floor and a replay
+// of the original Kortix handler, where the difference goes (PostgreSQL per
+// statement, WAL, the Go side's CPU), bulk against one-by-one deletes, round
+// trips per request, cost against thread size and the longest thread the
+// deadline allows, cold start and footprint, throughput on this machine —
+// and prints what it measured as a table. They run once (-benchtime 1x):
 // every benchmark loops over its own samples and reports percentiles, since
 // b.N-style averaging would hide the tail that matters for latency.
 //
