@@ -4,6 +4,8 @@ GO          ?= go
 BIN         := $(CURDIR)/.bin
 RIE         := $(BIN)/aws-lambda-rie
 RIE_MODULE  := github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_MODULE := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Every function under functions/ is built to build/<dir>/bootstrap.
 FUNCTIONS   := $(notdir $(wildcard functions/*))
 LAMBDA_TAGS := -tags lambda.norpc
@@ -81,9 +83,15 @@ invoke: tools build
 bench: tools services build
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 15m ./bench
 
-lint:
-	gofmt -l . | grep -v node_modules | (! grep .)
+## lint: gofmt, go vet, staticcheck (pinned) and go.mod/go.sum tidiness; fails on any finding
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install $(STATICCHECK_MODULE)
 
 clean:
 	rm -rf build .bin node_modules

@@ -188,19 +188,6 @@ func expect(t *testing.T, resp events.APIGatewayV2HTTPResponse, status int, body
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after within: the
-// condition, not a guessed sleep, is what a test waits for.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // controlListener receives what is published on the control channels of
 // some agent runs (agent_run:{id}:control) of the stack's Redis. Pub/sub is
 // not scoped by Redis database, so it listens to named channels only: other
