@@ -68,7 +68,8 @@ const (
 // queue do not count towards the cap.
 type Sweeper struct {
 	Outbox Outbox
-	Queue  Resender
+	// Queue re-sends teardowns; when nil, due teardowns are left pending.
+	Queue Resender
 	// Cache completes Redis work; when nil, Redis work is left pending.
 	Cache Repairer
 	Log   *slog.Logger
@@ -129,6 +130,9 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 	rep.Dead = dead
 
 	batch, batches := s.batchSize(), s.maxBatches()
+	if s.Queue == nil {
+		batches = 0 // no queue configured: teardowns wait for one
+	}
 	for range batches {
 		// Keep a margin: a claimed row whose send is cut short by the
 		// deadline would wait a whole backoff period for nothing.
