@@ -102,7 +102,7 @@ func TestInitDoesNoIO(t *testing.T) {
 	}
 	// A database outage fails the items, not the function.
 	jobID := testenv.NewUUID()
-	body, _ := sqs.Encode(sqs.Message{Version: 1, Kind: sqs.KindTeardown, JobID: jobID, SandboxID: "sb"})
+	body, _ := sqs.Encode(sqs.TeardownMessage(threads.Teardown{JobID: jobID, SandboxID: "sb"}))
 	ev, _ := json.Marshal(map[string]any{"Records": []map[string]any{{"messageId": "m2", "body": string(body), "eventSource": "aws:sqs"}}})
 	out = fn.Invoke(t, ev)
 	if string(out) != `{"batchItemFailures":[{"itemIdentifier":"m2"}]}` {
