@@ -75,7 +75,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 	var raw map[string]any
 	json.Unmarshal(body, &raw) //nolint:errcheck
-	if raw["version"] != 1.0 || raw["kind"] != "sandbox_teardown" || raw["job_id"] != jobID || raw["requested_at"] != "2025-05-06T06:08:09.123Z" || len(raw) != 10 {
+	if raw["version"] != 1.0 || raw["kind"] != "sandbox_teardown" || raw["job_id"] != jobID || raw["requested_at"] != "2025-05-06T06:08:09.123Z" || len(raw) != 9 {
 		t.Fatalf("body %s", body)
 	}
 	m, err := sqs.Parse(body)
