@@ -62,12 +62,13 @@ DECLARE
     v_admin       boolean := false;
     v_found       uuid[];            -- requested ids that exist
     v_cand        uuid[];            -- ... of those, the ones the caller may write
-    v_projects    uuid[];            -- their projects: locked first
+    v_projects    uuid[];            -- projects locked so far: those of the candidates first
     v_set         uuid[];            -- locked threads: candidates and their sub-agent closure
     v_front       uuid[];
     v_forbidden   uuid[];            -- candidates refused after the locks
     v_del         uuid[];            -- threads to delete
-    v_more        uuid[];            -- projects of v_del not locked yet
+    v_more        uuid[];            -- projects to lock next
+    v_any         boolean;
     v_summary     jsonb;
 BEGIN
     -- Who is asking. The API key is resolved here rather than in a query of
@@ -99,20 +100,31 @@ BEGIN
     END IF;
 
     -- 0. Decide access from a plain read, before taking any lock: a caller
-    --    who may not write a requested thread gets its 403/404 without
-    --    blocking anyone (a stranger must not hold up the owner's inserts).
-    WITH r AS MATERIALIZED (
-        SELECT t.thread_id, t.project_id,
-               thread_delete.may_write_v1(t.account_id, p_user_id, v_key_account, v_admin) AS ok
+    --    who may not write a requested thread, or a thread of its sub-agent
+    --    set, gets its 403/404 without blocking anyone (a stranger must not
+    --    hold up the owner's inserts). The same read gives the projects of
+    --    the whole sub-agent set, so that all of them are locked up front,
+    --    in one sorted pass: two deletes whose sets share projects then
+    --    queue up instead of deadlocking.
+    WITH RECURSIVE c (root, thread_id, project_id, ok) AS (
+        SELECT t.thread_id, t.thread_id, t.project_id,
+               thread_delete.may_write_v1(t.account_id, p_user_id, v_key_account, v_admin)
           FROM public.threads t
-         WHERE t.thread_id = ANY (p_thread_ids))
-    SELECT ARRAY(SELECT thread_id FROM r),
-           ARRAY(SELECT thread_id FROM r WHERE ok ORDER BY thread_id),
-           ARRAY(SELECT DISTINCT project_id FROM r WHERE ok AND project_id IS NOT NULL ORDER BY project_id)
+         WHERE t.thread_id = ANY (p_thread_ids)
+        UNION
+        SELECT c.root, t.thread_id, t.project_id,
+               thread_delete.may_write_v1(t.account_id, p_user_id, v_key_account, v_admin)
+          FROM c JOIN public.threads t ON t.parent_thread_id = c.thread_id),
+    r AS (SELECT root, bool_and(ok) AS ok FROM c GROUP BY root)
+    SELECT ARRAY(SELECT root FROM r),
+           ARRAY(SELECT root FROM r WHERE ok ORDER BY root),
+           ARRAY(SELECT DISTINCT c.project_id FROM c JOIN r USING (root)
+                  WHERE r.ok AND c.project_id IS NOT NULL ORDER BY c.project_id)
       INTO v_found, v_cand, v_projects;
 
     IF cardinality(v_cand) > 0 THEN
-        -- 1. Lock in PostgreSQL's own order: projects, then threads. Its
+        -- 1. Lock in PostgreSQL's own order: projects (of the whole set
+        --    as read above), then the requested threads. Its
         --    cascades and foreign-key checks lock a project before its
         --    threads, so locking a thread first would deadlock against an
         --    ordinary sub-agent insert or a project delete. Each level is
@@ -138,9 +150,31 @@ BEGIN
         -- 2. Close the set under fresh snapshots: each round is a statement
         --    of its own, so it sees every sub-agent thread committed before
         --    the previous round's locks were granted. Threads already in the
-        --    set are skipped, which ends cycles of parent_thread_id.
+        --    set are skipped, which ends cycles of parent_thread_id. A round
+        --    first reads the next level without locking it; when some of it
+        --    lives in projects not locked yet (it was committed after the
+        --    plain read), those are locked first, so that project-before-
+        --    thread holds here too.
         v_front := v_set;
         WHILE cardinality(v_front) > 0 LOOP
+            SELECT ARRAY(SELECT DISTINCT c.project_id FROM public.threads c
+                          WHERE c.parent_thread_id = ANY (v_front)
+                            AND c.thread_id <> ALL (v_set)
+                            AND c.project_id IS NOT NULL
+                            AND c.project_id <> ALL (v_projects)
+                          ORDER BY c.project_id),
+                   EXISTS (SELECT 1 FROM public.threads c
+                            WHERE c.parent_thread_id = ANY (v_front)
+                              AND c.thread_id <> ALL (v_set))
+              INTO v_more, v_any;
+            EXIT WHEN NOT v_any;
+            IF cardinality(v_more) > 0 THEN
+                PERFORM 1 FROM public.projects p
+                  WHERE p.project_id = ANY (v_more)
+                  ORDER BY p.project_id
+                    FOR UPDATE;
+                v_projects := v_projects || v_more;
+            END IF;
             v_front := ARRAY(SELECT c.thread_id FROM public.threads c
                               WHERE c.parent_thread_id = ANY (v_front)
                                 AND c.thread_id <> ALL (v_set)
@@ -176,9 +210,10 @@ BEGIN
                       ORDER BY project_id)
           INTO v_forbidden, v_del, v_more;
 
-        -- 4. Lock the other affected projects (those of sub-agent threads
-        --    that lived elsewhere, or of a thread moved meanwhile), in key
-        --    order. No single lock order avoids every deadlock here; the
+        -- 4. Lock the other affected projects (of a thread moved or a
+        --    sub-agent thread committed while the closure ran), in key
+        --    order. No single lock order avoids every deadlock (two deletes
+        --    whose sub-agent threads live in each other's projects); the
         --    caller re-sends the transaction once on 40P01.
         IF cardinality(v_more) > 0 THEN
             PERFORM 1 FROM public.projects p
