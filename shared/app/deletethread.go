@@ -48,7 +48,8 @@ func DeleteThread(ctx context.Context, cfg config.DeleteThread, log *slog.Logger
 			Queue: c.queue,
 			Log:   log,
 		},
-		Log: log,
+		Log:       log,
+		Namespace: cfg.MetricsNamespace,
 	}
 	return h, c.close, nil
 }
