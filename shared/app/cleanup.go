@@ -31,6 +31,7 @@ func SandboxCleanup(ctx context.Context, cfg config.Cleanup, log *slog.Logger) (
 			Cache:       c.cache,
 			Log:         log,
 			Concurrency: cleanupConcurrency,
+			Namespace:   cfg.MetricsNamespace,
 		},
 		Sweeper: &cleanup.Sweeper{
 			Outbox:      outbox,
@@ -38,6 +39,8 @@ func SandboxCleanup(ctx context.Context, cfg config.Cleanup, log *slog.Logger) (
 			Cache:       c.cache,
 			Log:         log,
 			ResendAfter: cfg.ResendAfter,
+			Retention:   cfg.Retention,
+			Namespace:   cfg.MetricsNamespace,
 		},
 		Log: log,
 	}
