@@ -190,11 +190,12 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 // metrics). The alarms on dead rows and on the oldest pending teardown read
 // the metrics of this line.
 func (s *Sweeper) logSweep(ctx context.Context, rep SweepReport, b Backlog) {
+	oldestT, oldestRW := metrics.InSeconds(b.OldestTeardown), metrics.InSeconds(b.OldestRedisWork)
 	m := metrics.New(s.Namespace).
 		Put(metrics.PendingTeardowns, float64(b.PendingTeardowns)).
 		Put(metrics.PendingRedisWork, float64(b.PendingRedisWork)).
-		Put(metrics.OldestPendingTeardownAge, b.OldestTeardown.Seconds()).
-		Put(metrics.OldestPendingRedisWorkAge, b.OldestRedisWork.Seconds()).
+		Put(metrics.OldestPendingTeardownAge, oldestT).
+		Put(metrics.OldestPendingRedisWorkAge, oldestRW).
 		Put(metrics.DeadRows, float64(b.Dead)).
 		Put(metrics.TeardownsResent, float64(rep.Resent)).
 		Put(metrics.RowsMarkedDead, float64(rep.Dead)).
@@ -203,7 +204,7 @@ func (s *Sweeper) logSweep(ctx context.Context, rep SweepReport, b Backlog) {
 	attrs := []any{"resent", rep.Resent, "failed", rep.Failed, "dead", rep.Dead,
 		"cache_done", rep.CacheDone, "cache_failed", rep.CacheFailed, "pruned", rep.Pruned,
 		"pending_teardowns", b.PendingTeardowns, "pending_redis_work", b.PendingRedisWork,
-		"oldest_pending_teardown_s", b.OldestTeardown.Seconds(), "oldest_pending_redis_work_s", b.OldestRedisWork.Seconds(),
+		"oldest_pending_teardown_s", oldestT, "oldest_pending_redis_work_s", oldestRW,
 		"dead_rows", b.Dead}
 	s.logger().InfoContext(ctx, "outbox sweep", append(attrs, m.Attrs()...)...)
 }

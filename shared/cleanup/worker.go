@@ -255,7 +255,7 @@ func (w *Worker) report(ctx context.Context, results []jobResult) {
 				m.Put(metrics.Attempts, float64(r.attempt))
 			}
 			if r.latency > 0 {
-				m.Put(metrics.TeardownLatency, r.latency.Seconds())
+				m.Put(metrics.TeardownLatency, metrics.InSeconds(r.latency))
 			}
 		}
 		attrs := append([]any{"kind", g.kind, "result", g.result, "jobs", len(rs)}, m.Attrs()...)

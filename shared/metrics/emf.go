@@ -167,3 +167,9 @@ func (d *Doc) Attrs() []any {
 	}
 	return append(attrs, slog.Any("_aws", metadata{Timestamp: d.at.UnixMilli(), CloudWatchMetrics: dirs}))
 }
+
+// InSeconds is d in seconds, to the millisecond (1.723, not
+// 1.7229999999999999 in the log line).
+func InSeconds(d time.Duration) float64 {
+	return float64(d.Round(time.Millisecond).Milliseconds()) / 1000
+}

@@ -240,3 +240,12 @@ func TestCatalog(t *testing.T) {
 		t.Error("Duration in seconds conforms")
 	}
 }
+
+func TestInSeconds(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]float64{1723 * time.Millisecond: 1.723, 1722600 * time.Microsecond: 1.723, 0: 0, 90 * time.Second: 90} {
+		if got := metrics.InSeconds(d); got != want {
+			t.Errorf("InSeconds(%v) = %v, want %v", d, got, want)
+		}
+	}
+}
