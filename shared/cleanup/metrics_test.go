@@ -245,3 +245,37 @@ func TestSweepPrunesInBoundedBatches(t *testing.T) {
 		t.Fatalf("%d rows left", n)
 	}
 }
+
+// A prune that fails (here the database refuses every delete of an outbox
+// row) fails the sweep visibly, yet the sweep's other work is done and its
+// backlog line is still written: the alarms keep their figures.
+func TestSweepWhosePruneFailsStillReports(t *testing.T) {
+	t.Parallel()
+	s := newSweepWorld(t)
+	log := &logRecords{}
+	s.sweeper.Log, s.sweeper.Namespace = log.jsonLogger(), testNamespace
+	s.Exec(`CREATE FUNCTION thread_delete.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+	        BEGIN RAISE EXCEPTION 'outbox deletes refused for this test'; END $$`)
+	s.Exec(`CREATE TRIGGER refuse_delete BEFORE DELETE ON thread_delete.outbox FOR EACH ROW EXECUTE FUNCTION thread_delete.refuse_delete()`)
+	s.Exec(`INSERT INTO thread_delete.outbox (kind, payload, status, done_at) VALUES ('redis_work', '{}', 'done', now() - interval '8 days')`)
+	overdue, _, _ := s.sandbox(false)
+	s.Exec(`UPDATE thread_delete.outbox SET next_attempt_at = now() - interval '6 minutes' WHERE id = $1`, overdue)
+
+	rep, err := s.sweeper.Sweep(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "prune") {
+		t.Fatalf("sweep error %v, want the prune's", err)
+	}
+	if rep.Resent != 1 || rep.Pruned != 0 {
+		t.Fatalf("report %+v, want the re-send done and nothing pruned", rep)
+	}
+	if got := s.drain(); !slices.Equal(got, []string{overdue}) {
+		t.Fatalf("queue got %v", got)
+	}
+	lines := log.metricLines(t, "outbox sweep")
+	if len(lines) != 1 || !slices.Equal(lines[0].values["PendingTeardowns"], []float64{1}) || !slices.Equal(lines[0].values["RowsPruned"], []float64{0}) {
+		t.Fatalf("sweep lines %+v, want one with the backlog", lines)
+	}
+	if errs := log.errorsMentioning(t, "outbox prune failed"); len(errs) != 1 {
+		t.Fatalf("%d ERROR lines about the prune, want 1", len(errs))
+	}
+}
