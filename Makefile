@@ -12,7 +12,7 @@ LAMBDA_TAGS := -tags lambda.norpc
 # Logical id (template.yaml) -> directory under functions/.
 fn_dir       = $(or $(if $(filter DeleteThreadFunction,$(1)),delete-thread),$(if $(filter SandboxCleanupFunction,$(1)),sandbox-cleanup),$(1))
 
-.PHONY: all build test dev migrate invoke bench fuzz tools services lint clean FORCE \
+.PHONY: all build test dev migrate outbox invoke bench fuzz tools services lint clean FORCE \
         build-DeleteThreadFunction build-SandboxCleanupFunction
 
 all: build
@@ -65,6 +65,10 @@ fuzz: tools services
 ## migrate: apply the service's migrations to $DATABASE_URL (safe to re-run)
 migrate:
 	$(GO) run ./cmd/migrate
+
+## outbox: the operator's outbox tool, e.g. make outbox ARGS="list -status dead" (docs/operations.md)
+outbox:
+	$(GO) run ./cmd/outbox $(ARGS)
 
 ## dev: local stack with demo data, API on http://127.0.0.1:3000
 # Built and run rather than `go run`, which exits 1 when Ctrl-C reaches it

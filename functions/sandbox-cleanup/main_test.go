@@ -216,7 +216,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = fn.Invoke(t, []byte(`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2025-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}`))
-	if string(out) != `{"resent":1,"failed":0,"dead":0,"cache_done":1,"cache_failed":0}` {
+	if string(out) != `{"resent":1,"failed":0,"dead":0,"cache_done":1,"cache_failed":0,"pruned":0}` {
 		t.Fatalf("sweep answered %s\n%s", out, fn.Logs())
 	}
 	if n := seed.Count(`SELECT count(*) FROM thread_delete.outbox WHERE id = $1 AND status = 'done'`, work); n != 1 {

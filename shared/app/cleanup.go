@@ -36,8 +36,10 @@ func NewSandboxCleanup(cfg config.Cleanup, c *Clients, log *slog.Logger) *handle
 		Destroyer:   daytona.New(cfg.DaytonaURL, cfg.DaytonaAPIKey, cfg.DaytonaOrganizationID),
 		Log:         log,
 		Concurrency: cleanupConcurrency,
+		Namespace:   cfg.MetricsNamespace,
 	}
-	sweeper := &cleanup.Sweeper{Outbox: outbox, Log: log, ResendAfter: cfg.ResendAfter}
+	sweeper := &cleanup.Sweeper{Outbox: outbox, Log: log, ResendAfter: cfg.ResendAfter,
+		Retention: cfg.Retention, Namespace: cfg.MetricsNamespace}
 	// Typed nils must not become non-nil interfaces.
 	if c.Cache != nil {
 		worker.Cache, sweeper.Cache = c.Cache, c.Cache

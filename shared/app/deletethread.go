@@ -53,7 +53,7 @@ func NewDeleteThread(cfg config.DeleteThread, c *Clients, log *slog.Logger) (*ap
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return &apigw.Handler{Auth: authenticator, Deleter: NewDeleter(c, log), Log: log}, nil
+	return &apigw.Handler{Auth: authenticator, Deleter: NewDeleter(c, log), Log: log, Namespace: cfg.MetricsNamespace}, nil
 }
 
 // NewDeleter is the domain service over c.
