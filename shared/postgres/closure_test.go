@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -284,14 +285,23 @@ func TestClosureParentAndChildDeletedAtOnce(t *testing.T) {
 		wt := w.Thread(owner, hi, z)
 		fast := &postgres.Store{Pool: testenv.ServicePool(t, w.url+"&deadlock_timeout=100ms", 1)}
 		slow := &postgres.Store{Pool: testenv.ServicePool(t, w.url+"&deadlock_timeout=10s", 1)}
-		tx := w.begin(t)
+		xPID, zPID := backendPID(t, fast), backendPID(t, slow)
+		// tx1 commits Y (a child of X in lo); tx2 holds X a little longer,
+		// so that Z's delete is provably waiting for hi before X's delete
+		// goes on.
+		tx1, tx2 := w.begin(t), w.begin(t)
 		y := testenv.NewUUID()
-		execTx(t, tx, `INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id) VALUES ($1, $2, $3, $4)`, y, owner, lo, x)
-		xDel := asyncDelete(fast, x, user(owner)) // locks hi, waits for X (the insert's KEY SHARE)
+		execTx(t, tx1, `INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id) VALUES ($1, $2, $3, $4)`, y, owner, lo, x)
+		execTx(t, tx2, `INSERT INTO public.messages (thread_id, type, content) VALUES ($1, 'user', '{}')`, x)
+		xDel := asyncDelete(fast, x, user(owner)) // locks hi, waits for X
 		w.waitForLockWaiters(t, 1)
-		zDel := asyncDelete(slow, z, user(owner)) // waits for lo (the insert's KEY SHARE)
+		zDel := asyncDelete(slow, z, user(owner)) // waits for lo (tx1's KEY SHARE)
 		w.waitForLockWaiters(t, 2)
-		if err := tx.Commit(ctx); err != nil {
+		if err := tx1.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.waitBlockedBy(t, zPID, xPID) // Z's delete holds lo and waits for hi
+		if err := tx2.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
 		rx, rz := <-xDel, <-zDel
@@ -478,6 +488,25 @@ func TestDeleteRetriesOnceOnDeadlockOrSerializationFailure(t *testing.T) {
 			}
 		}
 	}
+}
+
+// backendPID returns the server process of s's only pooled connection.
+func backendPID(t *testing.T, s *postgres.Store) int {
+	t.Helper()
+	var pid int
+	if err := s.Pool.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// waitBlockedBy waits until backend pid is waiting for a lock that backend
+// by holds.
+func (w *raceWorld) waitBlockedBy(t *testing.T, pid, by int) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, "a backend to wait for another's lock", func() bool {
+		return w.Count(`SELECT count(*) FROM unnest(pg_blocking_pids($1)) b WHERE b = $2`, pid, by) == 1
+	})
 }
 
 func nullIfEmpty(s string) any {
