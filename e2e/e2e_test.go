@@ -18,8 +18,8 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/daytonatest"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 const daytonaKey = "e2e-daytona-key"

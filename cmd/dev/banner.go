@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
 )
 
 // tryStep is one ready-to-paste request of the banner: a DELETE of thread,

@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/kortixschema"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
-	"github.com/kortix-ai/thread-delete/shared/postgres/kortixschema"
 )
 
 // PrepareDatabase makes sure database name exists on the server of adminURL

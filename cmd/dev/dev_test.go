@@ -20,8 +20,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 // syncBuffer collects the stack's logs for the failure message.

@@ -20,8 +20,8 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // Fauxqs is the SQS emulator process (npm package fauxqs, pinned in

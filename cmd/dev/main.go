@@ -25,7 +25,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
 )
 
 func main() {

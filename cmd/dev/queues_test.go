@@ -13,8 +13,8 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // templateQueueValues reads, straight from template.yaml, the settings the

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
-	d "github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	d "github.com/kortix-ai/thread-delete/internal/localstack/devenv"
 )
 
 // demoThread is one seeded conversation.

@@ -15,7 +15,7 @@ import (
 
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
 	"github.com/kortix-ai/thread-delete/shared/app"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/redis"

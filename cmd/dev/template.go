@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // The resources of template.yaml that the dev stack mirrors.

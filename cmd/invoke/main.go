@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
 )
 
 // tokenPlaceholder is what the sample events carry instead of a token.

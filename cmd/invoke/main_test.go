@@ -11,9 +11,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/auth"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 )
 
 // minimalEnv is an environment without any of the service's settings, so

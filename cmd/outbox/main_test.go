@@ -18,14 +18,14 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/daytonatest"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/daytona"
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 	"github.com/kortix-ai/thread-delete/shared/redis"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 

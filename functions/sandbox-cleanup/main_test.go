@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
+	"github.com/kortix-ai/thread-delete/internal/localstack/daytonatest"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 

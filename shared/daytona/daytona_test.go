@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/daytonatest"
 	"github.com/kortix-ai/thread-delete/shared/daytona"
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
 )
 
 const apiKey = "dtn_secret_key_0123456789"

@@ -28,8 +28,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/kortixschema"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
-	"github.com/kortix-ai/thread-delete/shared/postgres/kortixschema"
 )
 
 // RepoRoot returns the directory holding go.mod.
