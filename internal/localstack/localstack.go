@@ -7,8 +7,9 @@
 //   - PostgreSQL: a database with the Kortix fixture and the service's
 //     migrations (PrepareDatabase), and Kortix rows written as Kortix writes
 //     them (InsertAccount, InsertThread, ...; SeedDemo for `make dev`);
-//   - SQS: the fauxqs emulator from node_modules (StartFauxqs) and the
-//     teardown queue with its dead-letter queue (CreateQueues);
+//   - SQS: the fauxqs emulator from node_modules (StartFauxqs), the
+//     teardown queue with its dead-letter queue (CreateQueues), and what
+//     Lambda's event source mapping does with it (Poller);
 //   - Daytona: a stand-in for its sandbox delete (StartDaytona), the only
 //     part that is faked;
 //   - Lambda: the pinned runtime interface emulator (RIEModule, InstallRIE,
