@@ -3,7 +3,6 @@ SHELL       := /bin/bash
 GO          ?= go
 BIN         := $(CURDIR)/.bin
 RIE         := $(BIN)/aws-lambda-rie
-RIE_MODULE  := github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
 STATICCHECK := $(BIN)/staticcheck
 STATICCHECK_MODULE := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Every function under functions/ is built to build/<dir>/bootstrap.
@@ -41,8 +40,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The version is pinned once, in internal/localstack (RIEModule); the
+# toolkit also installs it on demand and replaces another version.
 $(RIE):
-	GOBIN=$(BIN) $(GO) install $(RIE_MODULE)
+	$(GO) run ./internal/localstack/installrie
 
 ## services: make sure PostgreSQL and Redis run on loopback and PgBouncer is installed (installs what is absent)
 services:

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 // doomedCTE collects the thread and its sub-agent threads, as the service's

@@ -18,14 +18,13 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/daytona"
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 	"github.com/kortix-ai/thread-delete/shared/redis"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -252,7 +251,7 @@ func TestRequeue(t *testing.T) {
 	t.Parallel()
 	w := newOpsWorld(t)
 	const daytonaKey = "test-daytona-key"
-	day := daytonatest.New(t, daytonaKey)
+	day := testenv.Daytona(t, daytonaKey)
 	day.AddSandbox("sb-dead-1", "sb-dead-2")
 	dead1 := w.row(cleanup.KindTeardown, "dead", threads.Teardown{SandboxID: "sb-dead-1", ProjectID: testenv.NewUUID()}, "gave up after 20 re-sends; last error: daytona: HTTP 500")
 	dead2 := w.row(cleanup.KindTeardown, "dead", threads.Teardown{SandboxID: "sb-dead-2"}, "daytona: permanent: HTTP 403")

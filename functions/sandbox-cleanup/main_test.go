@@ -11,9 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -121,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 	redisURL, rdb := testenv.Redis(t)
 	ep := testenv.SQS(t)
 	queueURL, _ := testenv.Queue(t, ep, 30*time.Second, 0)
-	dt := daytonatest.New(t, apiKey)
+	dt := testenv.Daytona(t, apiKey)
 
 	env := baseEnv()
 	env["DATABASE_URL"] = dbURL

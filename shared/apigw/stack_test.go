@@ -14,6 +14,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/apigw"
 	"github.com/kortix-ai/thread-delete/shared/app"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
@@ -21,7 +22,6 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 	"github.com/kortix-ai/thread-delete/shared/redis"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 

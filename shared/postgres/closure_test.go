@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 )
 
 // indexScans returns how many scans PostgreSQL has counted on an index of
