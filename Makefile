@@ -3,14 +3,15 @@ SHELL       := /bin/bash
 GO          ?= go
 BIN         := $(CURDIR)/.bin
 RIE         := $(BIN)/aws-lambda-rie
-RIE_MODULE  := github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d
+STATICCHECK := $(BIN)/staticcheck
+STATICCHECK_MODULE := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Every function under functions/ is built to build/<dir>/bootstrap.
 FUNCTIONS   := $(notdir $(wildcard functions/*))
 LAMBDA_TAGS := -tags lambda.norpc
 # Logical id (template.yaml) -> directory under functions/.
 fn_dir       = $(or $(if $(filter DeleteThreadFunction,$(1)),delete-thread),$(if $(filter SandboxCleanupFunction,$(1)),sandbox-cleanup),$(1))
 
-.PHONY: all build test dev migrate invoke bench fuzz tools services lint clean FORCE \
+.PHONY: all build test dev migrate outbox invoke bench fuzz tools services lint clean FORCE \
         build-DeleteThreadFunction build-SandboxCleanupFunction
 
 all: build
@@ -39,8 +40,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The version is pinned once, in internal/localstack (RIEModule); the
+# toolkit also installs it on demand and replaces another version.
 $(RIE):
-	GOBIN=$(BIN) $(GO) install $(RIE_MODULE)
+	$(GO) run ./internal/localstack/installrie
 
 ## services: make sure PostgreSQL and Redis run on loopback and PgBouncer is installed (installs what is absent)
 services:
@@ -64,6 +67,10 @@ fuzz: tools services
 migrate:
 	$(GO) run ./cmd/migrate
 
+## outbox: the operator's outbox tool, e.g. make outbox ARGS="list -status dead" (docs/operations.md)
+outbox:
+	$(GO) run ./cmd/outbox $(ARGS)
+
 ## dev: local stack with demo data, API on http://127.0.0.1:3000
 # Built and run rather than `go run`, which exits 1 when Ctrl-C reaches it
 # while the program is still shutting down; the stack stops cleanly.
@@ -81,9 +88,15 @@ invoke: tools build
 bench: tools services build
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 15m ./bench
 
-lint:
-	gofmt -l . | grep -v node_modules | (! grep .)
+## lint: gofmt, go vet, staticcheck (pinned) and go.mod/go.sum tidiness; fails on any finding
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install $(STATICCHECK_MODULE)
 
 clean:
 	rm -rf build .bin node_modules

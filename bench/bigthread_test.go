@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 // bulk returns a Seeder whose sessions run with session_replication_role =

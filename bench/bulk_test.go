@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 // bulkCase is one way of deleting n threads of one account.

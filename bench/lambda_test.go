@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 // Cold-start samples: starts timed against a stand-in Runtime API, and

@@ -13,9 +13,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/apigw"
 	"github.com/kortix-ai/thread-delete/shared/auth"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 )
 
 // The latency comparison (issue 16's table): measured deletes per

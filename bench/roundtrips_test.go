@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 

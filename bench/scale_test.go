@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 

@@ -14,12 +14,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
 
 const daytonaKey = "e2e-daytona-key"
@@ -28,7 +26,7 @@ type world struct {
 	seed     testenv.Seeder
 	sqs      *awssqs.Client
 	queueURL string
-	daytona  *daytonatest.Server
+	daytona  *localstack.Daytona
 	cleanup  *testenv.Lambda
 	dbURL    string
 	redisURL string
@@ -42,7 +40,7 @@ func newWorld(t *testing.T) *world {
 	w.seed = testenv.Seeder{TB: t, Pool: testenv.Pool(t, w.dbURL)}
 	w.queueURL, _ = testenv.Queue(t, w.endpoint, 30*time.Second, 5)
 	w.sqs = testenv.SQSClient(w.endpoint)
-	w.daytona = daytonatest.New(t, daytonaKey)
+	w.daytona = testenv.Daytona(t, daytonaKey)
 	w.cleanup = testenv.StartLambda(t, testenv.Build(t, "sandbox-cleanup"), append(testenv.AWSEnv(w.endpoint),
 		"DATABASE_URL="+w.dbURL,
 		"REDIS_URL="+w.redisURL,
@@ -76,40 +74,17 @@ func (w *world) deleteThread(t *testing.T, queueURL, thread, owner string) event
 // It returns the number of messages delivered.
 func (w *world) drain(t *testing.T, wait int32) int {
 	t.Helper()
-	ctx := context.Background()
-	out, err := w.sqs.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
-		QueueUrl: aws.String(w.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: wait,
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{"All"},
-	})
+	source := &localstack.Poller{
+		Client: w.sqs, QueueURL: w.queueURL, Region: localstack.SQSRegion,
+		Handler: func(_ context.Context, event json.RawMessage) (any, error) {
+			return json.RawMessage(w.cleanup.Invoke(t, event)), nil
+		},
+	}
+	n, err := source.Poll(context.Background(), time.Duration(wait)*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out.Messages) == 0 {
-		return 0
-	}
-	ev := events.SQSEvent{}
-	for _, m := range out.Messages {
-		ev.Records = append(ev.Records, events.SQSMessage{
-			MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
-			Body: aws.ToString(m.Body), EventSource: "aws:sqs", AWSRegion: "us-east-1",
-			Attributes: m.Attributes,
-		})
-	}
-	body, _ := json.Marshal(ev)
-	var resp events.SQSEventResponse
-	if err := json.Unmarshal(w.cleanup.Invoke(t, body), &resp); err != nil {
 		t.Fatalf("sandbox-cleanup answered badly: %v\n%s", err, w.cleanup.Logs())
 	}
-	failed := map[string]bool{}
-	for _, f := range resp.BatchItemFailures {
-		failed[f.ItemIdentifier] = true
-	}
-	for _, m := range out.Messages {
-		if !failed[aws.ToString(m.MessageId)] {
-			w.sqs.DeleteMessage(ctx, &awssqs.DeleteMessageInput{QueueUrl: aws.String(w.queueURL), ReceiptHandle: m.ReceiptHandle})
-		}
-	}
-	return len(out.Messages)
+	return n
 }
 
 func (w *world) lastThreadWithSandbox(sandbox string) (owner, thread, resource string) {

@@ -2,7 +2,7 @@
 # Makes sure PostgreSQL and Redis accept connections on loopback, starting
 # them (and installing them from Debian's packages when absent), and that
 # PgBouncer is installed: tests start throwaway poolers of their own in front
-# of PostgreSQL (shared/testenv). Used by `make test` and `make dev`; does
+# of PostgreSQL (internal/localstack/testenv). Used by `make test` and `make dev`; does
 # nothing when all of it is already there.
 set -euo pipefail
 

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // CORS does what API Gateway HTTP API does for an API with a

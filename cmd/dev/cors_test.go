@@ -13,8 +13,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // templateCors is the repository's CorsConfiguration, read directly, for

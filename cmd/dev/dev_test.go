@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,44 +18,26 @@ import (
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 )
-
-// syncBuffer collects the stack's logs for the failure message.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startStack runs the dev stack in-process on free ports, with a database
 // and Redis database of its own, and stops it when the test ends. set
 // changes options before the start.
-func startStack(t *testing.T, set ...func(*Options)) (st *Stack, banner string, logs *syncBuffer, rdb *goredis.Client, stop func() error) {
+func startStack(t *testing.T, set ...func(*Options)) (st *Stack, banner string, logs *localstack.Buffer, rdb *goredis.Client, stop func() error) {
 	t.Helper()
 	dbName := fmt.Sprintf("thread_delete_devtest_%d", time.Now().UnixNano()%1e9)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := DropDatabase(ctx, devenv.AdminURL(), dbName); err != nil {
+		if err := localstack.DropDatabase(ctx, localstack.AdminURL(), dbName); err != nil {
 			t.Logf("drop %s: %v", dbName, err)
 		}
 	})
 	redisURL, rdb := testenv.Redis(t)
-	logs = &syncBuffer{}
-	out := &syncBuffer{}
+	logs = &localstack.Buffer{}
+	out := &localstack.Buffer{}
 	ready := make(chan *Stack, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -174,7 +154,7 @@ func TestDevStackEndToEnd(t *testing.T) {
 			t.Errorf("curl line %d: Content-Type %q", i+1, ct)
 		}
 		if req.Method == http.MethodPost {
-			wantBody := `{"deleted":["` + devenv.NotesThreadID + `"],"not_found":["` + devenv.SecondThreadID + `"],"forbidden":["` + devenv.OtherThreadID + `"]}`
+			wantBody := `{"deleted":["` + localstack.NotesThreadID + `"],"not_found":["` + localstack.SecondThreadID + `"],"forbidden":["` + localstack.OtherThreadID + `"]}`
 			if string(body) != wantBody {
 				t.Fatalf("curl line %d: body %s, want %s", i+1, body, wantBody)
 			}
@@ -203,29 +183,29 @@ func TestDevStackEndToEnd(t *testing.T) {
 		}
 		return n
 	}
-	gone := []string{devenv.ThreadID, devenv.SecondThreadID, devenv.LastThreadID, devenv.SubAgentThreadID, devenv.NotesThreadID}
+	gone := []string{localstack.ThreadID, localstack.SecondThreadID, localstack.LastThreadID, localstack.SubAgentThreadID, localstack.NotesThreadID}
 	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = ANY($1::uuid[])`, gone); n != 0 {
 		t.Errorf("%d deleted threads still there", n)
 	}
-	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = $1`, devenv.OtherThreadID); n != 1 {
+	if n := count(`SELECT count(*) FROM public.threads WHERE thread_id = $1`, localstack.OtherThreadID); n != 1 {
 		t.Error("the Other Team's thread was touched")
 	}
-	if n := count(`SELECT count(*) FROM public.projects WHERE project_id = ANY($1::uuid[])`, []string{devenv.SandboxProjectID, devenv.NotesProjectID}); n != 0 {
+	if n := count(`SELECT count(*) FROM public.projects WHERE project_id = ANY($1::uuid[])`, []string{localstack.SandboxProjectID, localstack.NotesProjectID}); n != 0 {
 		t.Error("an emptied project is still there")
 	}
 
 	// The worker took the teardown from the queue to the Daytona stand-in.
 	testenv.WaitFor(t, 10*time.Second, "a teardown at the Daytona stand-in", func() bool { return len(st.Daytona.Teardowns()) > 0 })
-	if td := st.Daytona.Teardowns(); len(td) != 1 || td[0] != devenv.SandboxID {
-		t.Fatalf("Daytona stand-in got teardowns %v, want [%s]", td, devenv.SandboxID)
+	if td := st.Daytona.Teardowns(); len(td) != 1 || td[0] != localstack.SandboxID {
+		t.Fatalf("Daytona stand-in got teardowns %v, want [%s]", td, localstack.SandboxID)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the sandbox resource to be marked deleted", func() bool {
-		return count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, devenv.SandboxResourceID) == 1
+		return count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'deleted'`, localstack.SandboxResourceID) == 1
 	})
-	if n := count(`SELECT count(*) FROM thread_delete.outbox WHERE status = 'done' AND payload->>'sandbox_id' = $1`, devenv.SandboxID); n != 1 {
+	if n := count(`SELECT count(*) FROM thread_delete.outbox WHERE status = 'done' AND payload->>'sandbox_id' = $1`, localstack.SandboxID); n != 1 {
 		t.Errorf("%d done teardown rows, want 1", n)
 	}
-	if !strings.Contains(logs.String(), "DEV DAYTONA STAND-IN: DELETE /sandbox/"+devenv.SandboxID) {
+	if !strings.Contains(logs.String(), "DEV DAYTONA STAND-IN: DELETE /sandbox/"+localstack.SandboxID) {
 		t.Error("the stand-in did not log the teardown")
 	}
 
@@ -244,30 +224,30 @@ func TestDevStackEndToEnd(t *testing.T) {
 
 	// Redis followed the owning account: 5 threads and 2 projects at the
 	// start, all of them deleted.
-	counters, err := rdb.MGet(ctx, "thread_count:"+devenv.DemoAccountID, "project_count:"+devenv.DemoAccountID).Result()
+	counters, err := rdb.MGet(ctx, "thread_count:"+localstack.DemoAccountID, "project_count:"+localstack.DemoAccountID).Result()
 	if err != nil || fmt.Sprint(counters) != "[0 0]" {
 		t.Errorf("counters %v (%v), want [0 0]", counters, err)
 	}
-	if n, _ := rdb.Exists(ctx, "message_history:"+devenv.ThreadID, "cache:account_state:"+devenv.DemoAccountID).Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, "message_history:"+localstack.ThreadID, "cache:account_state:"+localstack.DemoAccountID).Result(); n != 0 {
 		t.Errorf("%d caches of deleted data left", n)
 	}
 
 	// Reseeding (every start does it) brings the demo data back, once.
 	for range 2 {
-		if _, err := Seed(ctx, st.DatabaseURL, rdb); err != nil {
+		if _, err := localstack.SeedDemo(ctx, st.DatabaseURL, rdb); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := count(`SELECT count(*) FROM public.threads WHERE account_id = ANY($1::uuid[])`, []string{devenv.DemoAccountID, devenv.OtherAccountID}); n != len(demoThreads) {
-		t.Errorf("%d demo threads after reseeding, want %d", n, len(demoThreads))
+	if n := count(`SELECT count(*) FROM public.threads WHERE account_id = ANY($1::uuid[])`, []string{localstack.DemoAccountID, localstack.OtherAccountID}); n != localstack.DemoThreadCount() {
+		t.Errorf("%d demo threads after reseeding, want %d", n, localstack.DemoThreadCount())
 	}
-	if n := count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'active'`, devenv.SandboxResourceID); n != 1 {
+	if n := count(`SELECT count(*) FROM public.resources WHERE id = $1 AND status = 'active'`, localstack.SandboxResourceID); n != 1 {
 		t.Error("the sandbox resource is not active again after reseeding")
 	}
 	if n := count(`SELECT count(*) FROM thread_delete.outbox`); n != 0 {
 		t.Errorf("%d outbox rows of demo accounts survived the reseed", n)
 	}
-	if counters, _ := rdb.MGet(ctx, "thread_count:"+devenv.DemoAccountID, "project_count:"+devenv.DemoAccountID).Result(); fmt.Sprint(counters) != "[5 2]" {
+	if counters, _ := rdb.MGet(ctx, "thread_count:"+localstack.DemoAccountID, "project_count:"+localstack.DemoAccountID).Result(); fmt.Sprint(counters) != "[5 2]" {
 		t.Errorf("counters after reseeding %v, want [5 2]", counters)
 	}
 }
@@ -281,13 +261,13 @@ func TestDevStackCORS(t *testing.T) {
 	st, _, _, _, _ := startStack(t, func(o *Options) { o.CORSOrigins = page })
 	checkQueuesMirrorTemplate(t, testenv.SQSClient(st.SQSEndpoint), st.Queues)
 
-	owner, err := devenv.Token(devenv.JWTSecret, devenv.OwnerUserID, time.Hour)
+	owner, err := localstack.Token(localstack.JWTSecret, localstack.OwnerUserID, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	do := func(method, origin string, headers ...string) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, st.APIURL+"/threads/"+devenv.ThreadID, nil)
+		req, err := http.NewRequest(method, st.APIURL+"/threads/"+localstack.ThreadID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

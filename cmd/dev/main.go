@@ -21,18 +21,17 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"syscall"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 )
 
 func main() {
-	port := flag.Int("port", envInt("PORT", devenv.APIPort), "port of the API on 127.0.0.1 (env PORT)")
-	reset := flag.Bool("reset", os.Getenv("DEV_RESET") == "1", "drop and re-create the dev database "+devenv.DatabaseName+" (env DEV_RESET=1)")
+	port := flag.Int("port", envInt("PORT", localstack.APIPort), "port of the API on 127.0.0.1 (env PORT)")
+	reset := flag.Bool("reset", os.Getenv("DEV_RESET") == "1", "drop and re-create the dev database "+localstack.DatabaseName+" (env DEV_RESET=1)")
 	sqsEndpoint := flag.String("sqs-endpoint", os.Getenv("DEV_SQS_ENDPOINT"), "use this running SQS emulator instead of starting fauxqs (env DEV_SQS_ENDPOINT)")
-	redisURL := flag.String("redis-url", envOr("DEV_REDIS_URL", devenv.RedisURL), "Redis for the dev stack (env DEV_REDIS_URL)")
+	redisURL := flag.String("redis-url", envOr("DEV_REDIS_URL", localstack.RedisURL), "Redis for the dev stack (env DEV_REDIS_URL)")
 	corsOrigins := flag.String("cors-origins", envOr(corsOriginsEnv, "*"), "browser origins allowed to call the API, comma-separated, or * (env "+corsOriginsEnv+"); the rest of CORS is template.yaml's")
 	token := flag.String("token", "", "print a dev access token for owner, member, other or stranger, and exit")
 	flag.Parse()
@@ -60,33 +59,16 @@ func main() {
 }
 
 func printToken(name string) error {
-	user, ok := devenv.Users[name]
+	user, ok := localstack.Users[name]
 	if !ok {
 		return fmt.Errorf("-token: unknown user %q (owner, member, other or stranger)", name)
 	}
-	t, err := devenv.Token(devenv.JWTSecret, user, devenv.TokenTTL)
+	t, err := localstack.Token(localstack.JWTSecret, user, localstack.TokenTTL)
 	if err != nil {
 		return err
 	}
 	fmt.Println(t)
 	return nil
-}
-
-// repoRoot is the directory holding go.mod, above the working directory;
-// the SQS emulator lives in its node_modules.
-func repoRoot() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "."
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
-	}
 }
 
 func envOr(name, def string) string {

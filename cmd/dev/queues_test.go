@@ -13,8 +13,9 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // templateQueueValues reads, straight from template.yaml, the settings the
@@ -57,7 +58,7 @@ func readTemplateQueue(t *testing.T) templateQueueValues {
 
 // checkQueuesMirrorTemplate reads the queues' attributes back from the
 // emulator and compares them with template.yaml's values.
-func checkQueuesMirrorTemplate(t *testing.T, client *awssqs.Client, q Queues) {
+func checkQueuesMirrorTemplate(t *testing.T, client *awssqs.Client, q localstack.Queues) {
 	t.Helper()
 	want := readTemplateQueue(t)
 	attrs := func(url string) map[string]string {
@@ -114,13 +115,13 @@ func TestCreateQueuesMirrorTheTemplate(t *testing.T) {
 
 	t.Run("new queues", func(t *testing.T) {
 		n := name("mirror-new")
-		q, err := CreateQueues(ctx, client, n, n+"-dlq", mirror.Queue, mirror.DLQ)
+		q, err := createQueues(ctx, client, n, n+"-dlq", mirror)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkQueuesMirrorTemplate(t, client, q)
 		// Starting again on the same emulator keeps the queues.
-		again, err := CreateQueues(ctx, client, n, n+"-dlq", mirror.Queue, mirror.DLQ)
+		again, err := createQueues(ctx, client, n, n+"-dlq", mirror)
 		if err != nil || again != q {
 			t.Fatalf("second start: %+v, %v; want %+v", again, err, q)
 		}
@@ -134,7 +135,7 @@ func TestCreateQueuesMirrorTheTemplate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dlqARN, err := queueARN(ctx, client, aws.ToString(dlq.QueueUrl))
+		dlqARN, err := localstack.QueueARN(ctx, client, aws.ToString(dlq.QueueUrl))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +145,7 @@ func TestCreateQueuesMirrorTheTemplate(t *testing.T) {
 		}}); err != nil {
 			t.Fatal(err)
 		}
-		q, err := CreateQueues(ctx, client, n, n+"-dlq", mirror.Queue, mirror.DLQ)
+		q, err := createQueues(ctx, client, n, n+"-dlq", mirror)
 		if err != nil {
 			t.Fatal(err)
 		}

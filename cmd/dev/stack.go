@@ -15,7 +15,7 @@ import (
 
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 	"github.com/kortix-ai/thread-delete/shared/app"
 	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/redis"
@@ -26,14 +26,14 @@ import (
 // default `make dev` uses.
 type Options struct {
 	Root        string // repository root (for node_modules); default: found from the working directory
-	AdminURL    string // PostgreSQL admin URL; default devenv.AdminURL()
-	Database    string // dev database name; default devenv.DatabaseName
+	AdminURL    string // PostgreSQL admin URL; default localstack.AdminURL()
+	Database    string // dev database name; default localstack.DatabaseName
 	Reset       bool   // drop and re-create the dev database first
-	RedisURL    string // default devenv.RedisURL
+	RedisURL    string // default localstack.RedisURL
 	Addr        string // API listen address; default 127.0.0.1:3000
 	SQSEndpoint string // a running SQS emulator to use instead of starting fauxqs
-	SQSPort     int    // port for the started fauxqs; default devenv.SQSPort when free, else any
-	QueueName   string // default devenv.QueueName (DLQ: QueueName + "-dlq")
+	SQSPort     int    // port for the started fauxqs; default localstack.SQSPort when free, else any
+	QueueName   string // default localstack.QueueName (DLQ: QueueName + "-dlq")
 	// CORSOrigins are the browser origins allowed to call the API,
 	// comma-separated, in place of the template's CorsAllowedOrigins;
 	// default "*" (any).
@@ -53,10 +53,10 @@ type Stack struct {
 	DatabaseURL string
 	RedisURL    string
 	SQSEndpoint string
-	Queues      Queues
-	Daytona     *FakeDaytona
-	Fauxqs      *Fauxqs // nil when an existing emulator was used
-	Seed        SeedSummary
+	Queues      localstack.Queues
+	Daytona     *localstack.Daytona
+	Fauxqs      *localstack.Fauxqs // nil when an existing emulator was used
+	Seed        localstack.DemoSummary
 	Mirror      Mirror // what template.yaml sets for the API and the queues
 }
 
@@ -86,18 +86,18 @@ func run(ctx context.Context, o Options) error {
 
 	// PostgreSQL and Redis: the dev database, with fresh demo data.
 	log.Info("preparing the dev database", "database", o.Database)
-	if st.DatabaseURL, err = PrepareDatabase(ctx, o.AdminURL, o.Database, o.Reset); err != nil {
+	if st.DatabaseURL, err = localstack.PrepareDatabase(ctx, o.AdminURL, o.Database, o.Reset); err != nil {
 		return err
 	}
 	rdb, err := redis.NewClient(redis.Options{URL: o.RedisURL})
 	if err != nil {
-		return fmt.Errorf("redis: %s: %w", devenv.Redact(o.RedisURL), err)
+		return fmt.Errorf("redis: %s: %w", localstack.Redact(o.RedisURL), err)
 	}
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: cannot reach %s (is redis-server running? `make services` starts it): %w", devenv.Redact(o.RedisURL), err)
+		return fmt.Errorf("redis: cannot reach %s (is redis-server running? `make services` starts it): %w", localstack.Redact(o.RedisURL), err)
 	}
-	if st.Seed, err = Seed(ctx, st.DatabaseURL, rdb); err != nil {
+	if st.Seed, err = localstack.SeedDemo(ctx, st.DatabaseURL, rdb); err != nil {
 		return err
 	}
 
@@ -105,7 +105,7 @@ func run(ctx context.Context, o Options) error {
 	st.SQSEndpoint = o.SQSEndpoint
 	if st.SQSEndpoint == "" {
 		log.Info("starting the SQS emulator (fauxqs)")
-		if st.Fauxqs, err = StartFauxqs(ctx, o.Root, o.SQSPort, devenv.SQSPort); err != nil {
+		if st.Fauxqs, err = localstack.StartFauxqs(ctx, o.Root, o.SQSPort, localstack.SQSPort); err != nil {
 			return err
 		}
 		defer func() {
@@ -121,29 +121,28 @@ func run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if st.Queues, err = CreateQueues(ctx, sqsClient, o.QueueName, o.QueueName+"-dlq", st.Mirror.Queue, st.Mirror.DLQ); err != nil {
+	if st.Queues, err = createQueues(ctx, sqsClient, o.QueueName, o.QueueName+"-dlq", st.Mirror); err != nil {
 		return err
 	}
 
-	// Daytona: the dev-only stand-in.
-	if st.Daytona, err = StartFakeDaytona(devenv.DaytonaAPIKey, log.With("component", "daytona")); err != nil {
+	// Daytona: the dev-only stand-in, where every sandbox exists until it
+	// is torn down, and every call is logged.
+	st.Daytona, err = localstack.StartDaytona(localstack.DaytonaOptions{
+		APIKey: localstack.DaytonaAPIKey, AnySandbox: true, Log: log.With("component", "daytona"),
+	})
+	if err != nil {
 		return err
 	}
 	defer st.Daytona.Close()
 
-	env := config.Map(map[string]string{
-		"DATABASE_URL":              st.DatabaseURL,
-		"REDIS_URL":                 o.RedisURL,
-		"SANDBOX_CLEANUP_QUEUE_URL": st.Queues.URL,
-		"AWS_REGION":                devenv.SQSRegion,
-		"SUPABASE_JWT_SECRET":       devenv.JWTSecret,
-		"JWT_AUDIENCE":              "authenticated",
-		"API_KEY_SECRET":            devenv.APIKeySecret,
-		"DAYTONA_SERVER_URL":        st.Daytona.URL,
-		"DAYTONA_API_KEY":           devenv.DaytonaAPIKey,
-		// Shorter than production's 5m so that the sweep can be watched.
-		"OUTBOX_RESEND_AFTER": "1m",
+	settings := localstack.FunctionEnv(localstack.Endpoints{
+		DatabaseURL: st.DatabaseURL, RedisURL: o.RedisURL,
+		SQSEndpoint: st.SQSEndpoint, QueueURL: st.Queues.URL,
+		DaytonaURL: st.Daytona.URL,
 	})
+	// Shorter than production's 5m so that the sweep can be watched.
+	settings["OUTBOX_RESEND_AFTER"] = "1m"
+	env := config.Map(settings)
 
 	// The worker: the sandbox-cleanup handler fed from the queue.
 	cleanupCfg, err := config.LoadCleanup(env)
@@ -155,8 +154,8 @@ func run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer closeCleanup()
-	poller := &Poller{
-		Client: sqsClient, QueueURL: st.Queues.URL, QueueARN: st.Queues.ARN, Region: devenv.SQSRegion,
+	poller := &localstack.Poller{
+		Client: sqsClient, QueueURL: st.Queues.URL, QueueARN: st.Queues.ARN, Region: localstack.SQSRegion,
 		Handler: cleanupHandler.Invoke, Log: log.With("component", "worker"),
 		Wait: o.PollWait, SweepEvery: o.SweepEvery,
 	}
@@ -214,12 +213,7 @@ func newSQSClient(context.Context) (*awssqs.Client, error) {
 // with dummy credentials, and drops profile settings that could make the
 // SDK look for a real account.
 func setAWSEnv(endpoint string) {
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_SQS":  endpoint,
-		"AWS_REGION":            devenv.SQSRegion,
-		"AWS_ACCESS_KEY_ID":     "dev",
-		"AWS_SECRET_ACCESS_KEY": "dev",
-	} {
+	for k, v := range localstack.SQSEnv(endpoint) {
 		os.Setenv(k, v)
 	}
 	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"} {
@@ -229,22 +223,26 @@ func setAWSEnv(endpoint string) {
 
 func (o *Options) defaults() {
 	if o.Root == "" {
-		o.Root = repoRoot()
+		if root, err := localstack.RepoRoot(); err == nil {
+			o.Root = root
+		} else {
+			o.Root = "."
+		}
 	}
 	if o.AdminURL == "" {
-		o.AdminURL = devenv.AdminURL()
+		o.AdminURL = localstack.AdminURL()
 	}
 	if o.Database == "" {
-		o.Database = devenv.DatabaseName
+		o.Database = localstack.DatabaseName
 	}
 	if o.RedisURL == "" {
-		o.RedisURL = devenv.RedisURL
+		o.RedisURL = localstack.RedisURL
 	}
 	if o.Addr == "" {
-		o.Addr = fmt.Sprintf("127.0.0.1:%d", devenv.APIPort)
+		o.Addr = fmt.Sprintf("127.0.0.1:%d", localstack.APIPort)
 	}
 	if o.QueueName == "" {
-		o.QueueName = devenv.QueueName
+		o.QueueName = localstack.QueueName
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
-	"github.com/kortix-ai/thread-delete/shared/samtemplate"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/samtemplate"
 )
 
 // The resources of template.yaml that the dev stack mirrors.
@@ -45,4 +49,18 @@ func loadMirror(root, corsOrigins string) (Mirror, error) {
 		return m, fmt.Errorf("template.yaml: %w", err)
 	}
 	return m, nil
+}
+
+// createQueues creates the teardown queue name and its dead-letter queue
+// dlqName with the attributes and redrive policy template.yaml gives them
+// (the mirror's queue and dlq), and returns their URLs. On an emulator that
+// already has them (DEV_SQS_ENDPOINT), they are updated to those
+// attributes, as a stack update would.
+func createQueues(ctx context.Context, client *awssqs.Client, name, dlqName string, m Mirror) (localstack.Queues, error) {
+	return localstack.CreateQueues(ctx, client, localstack.QueueSpec{
+		Name:            name,
+		Attributes:      m.Queue.Attributes,
+		DeadLetter:      &localstack.QueueSpec{Name: dlqName, Attributes: m.DLQ.Attributes},
+		MaxReceiveCount: m.Queue.MaxReceiveCount,
+	})
 }

@@ -20,31 +20,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 )
-
-// tokenPlaceholder is what the sample events carry instead of a token.
-const tokenPlaceholder = "REPLACE_WITH_TOKEN"
 
 // Options configure one invocation.
 type Options struct {
 	Bootstrap string        // the function binary
 	Event     string        // path of the event JSON
-	RIE       string        // aws-lambda-rie; default .bin/aws-lambda-rie under the repository root
+	RIE       string        // aws-lambda-rie; default the pinned one in .bin/ under the repository root (installed when absent)
 	Timeout   time.Duration // the function's timeout; default from template.yaml by function
-	User      string        // demo user the token is minted for (devenv.Users); default owner
+	User      string        // demo user the token is minted for (localstack.Users); default owner
 	Token     string        // use this token instead of minting one
 	Environ   []string      // the environment passed on; default os.Environ()
 	Stdout    io.Writer     // the response
@@ -65,10 +60,10 @@ func main() {
 	var o Options
 	flag.StringVar(&o.Bootstrap, "bootstrap", "", "function binary, e.g. build/delete-thread/bootstrap (make build)")
 	flag.StringVar(&o.Event, "event", "", "event JSON file, e.g. events/delete-thread.json")
-	flag.StringVar(&o.RIE, "rie", "", "aws-lambda-rie binary (default .bin/aws-lambda-rie; make tools installs it)")
+	flag.StringVar(&o.RIE, "rie", "", "aws-lambda-rie binary (default .bin/aws-lambda-rie, the pinned version, installed when absent)")
 	flag.DurationVar(&o.Timeout, "timeout", 0, "function timeout (default: the template's, 29s for delete-thread, 30s for sandbox-cleanup)")
-	flag.StringVar(&o.User, "user", "owner", "demo user whose token replaces "+tokenPlaceholder+": owner, member, other or stranger")
-	flag.StringVar(&o.Token, "token", "", "token to put in place of "+tokenPlaceholder+" instead of a minted one")
+	flag.StringVar(&o.User, "user", "owner", "demo user whose token replaces "+localstack.TokenPlaceholder+": owner, member, other or stranger")
+	flag.StringVar(&o.Token, "token", "", "token to put in place of "+localstack.TokenPlaceholder+" instead of a minted one")
 	flag.Parse()
 	if o.Bootstrap == "" || o.Event == "" {
 		fmt.Fprintln(os.Stderr, "usage: go run ./cmd/invoke -bootstrap build/<function>/bootstrap -event events/<file>.json")
@@ -111,7 +106,7 @@ func run(ctx context.Context, o Options) error {
 	if _, err := os.Stat(bootstrap); err != nil {
 		return fmt.Errorf("%s not found: run `make build` first", o.Bootstrap)
 	}
-	rie, err := locateRIE(o.RIE)
+	rie, err := locateRIE(ctx, o.RIE)
 	if err != nil {
 		return err
 	}
@@ -127,15 +122,15 @@ func run(ctx context.Context, o Options) error {
 	if len(defaulted) > 0 {
 		fmt.Fprintf(o.Stderr, "invoke: not set in the environment, so the dev stack's values are used (make dev): %s\n", strings.Join(defaulted, ", "))
 	}
-	if bytes.Contains(event, []byte(tokenPlaceholder)) {
+	if bytes.Contains(event, []byte(localstack.TokenPlaceholder)) {
 		token := o.Token
 		if token == "" {
 			if token, err = mintToken(env, o.User); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Stderr, "invoke: %s → a token for the demo %s\n", tokenPlaceholder, o.User)
+			fmt.Fprintf(o.Stderr, "invoke: %s → a token for the demo %s\n", localstack.TokenPlaceholder, o.User)
 		}
-		event = bytes.ReplaceAll(event, []byte(tokenPlaceholder), []byte(token))
+		event = bytes.ReplaceAll(event, []byte(localstack.TokenPlaceholder), []byte(token))
 	}
 	env = append(env,
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", int(o.Timeout.Seconds())),
@@ -166,64 +161,20 @@ func run(ctx context.Context, o Options) error {
 // invokeOnce starts the emulator with the function, posts event, and stops
 // the emulator (with the function) before returning the response body.
 func invokeOnce(ctx context.Context, rie, bootstrap string, env []string, event []byte, timeout time.Duration, logs io.Writer) ([]byte, error) {
-	apiPort, err := devenv.FreePort()
+	fn, err := localstack.StartRIE(ctx, localstack.RIEOptions{Binary: rie, Bootstrap: bootstrap, Env: env, Output: logs})
 	if err != nil {
 		return nil, err
 	}
-	runtimePort, err := devenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	emulator := fmt.Sprintf("127.0.0.1:%d", apiPort)
-	cmd := exec.Command(rie,
-		"--runtime-interface-emulator-address", emulator,
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", runtimePort),
-		bootstrap)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logs, logs
-	// A process group of its own, so that stopping it stops the function
-	// too; and killed by the kernel should this process die first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread() // Pdeathsig follows the thread that started the child
-	defer runtime.UnlockOSThread()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start aws-lambda-rie: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(2 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	}()
-
-	if err := waitTCP(ctx, emulator, 10*time.Second, exited); err != nil {
-		return nil, err
-	}
+	defer fn.Stop()
 	// The emulator enforces the function timeout; the margin covers init.
 	ictx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ictx, http.MethodPost,
-		"http://"+emulator+"/2015-03-31/functions/function/invocations", bytes.NewReader(event))
+	status, body, err := fn.Invoke(ictx, event)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("invoke: %w", err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		return nil, err
-	}
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the emulator answered %s: %s", res.Status, bytes.TrimSpace(body))
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("the emulator answered %d %s: %s", status, http.StatusText(status), bytes.TrimSpace(body))
 	}
 	return body, nil
 }
@@ -236,8 +187,9 @@ func invokeOnce(ctx context.Context, rie, bootstrap string, env []string, event 
 func withDevDefaults(environ []string) ([]string, []string) {
 	env := append([]string(nil), environ...)
 	var added []string
-	set := func(name, value string) {
-		env = append(env, name+"="+value)
+	dev := localstack.FunctionEnv(localstack.DefaultEndpoints())
+	set := func(name string) {
+		env = append(env, name+"="+dev[name])
 		added = append(added, name)
 	}
 	isSet := func(names ...string) bool {
@@ -250,37 +202,38 @@ func withDevDefaults(environ []string) ([]string, []string) {
 	}
 	iamAuth, _ := lookup(environ, "DB_IAM_AUTH")
 	if !isSet("DATABASE_URL", "DB_SECRET_ARN") && !strings.EqualFold(iamAuth, "true") {
-		set("DATABASE_URL", devenv.DatabaseURL())
+		set("DATABASE_URL")
 	}
 	if !isSet("REDIS_URL") {
-		set("REDIS_URL", devenv.RedisURL)
+		set("REDIS_URL")
 	}
 	if !isSet("SANDBOX_CLEANUP_QUEUE_URL") {
-		set("SANDBOX_CLEANUP_QUEUE_URL", devenv.QueueURL(devenv.SQSPort))
+		set("SANDBOX_CLEANUP_QUEUE_URL")
 		if !isSet("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL") {
-			set("AWS_ENDPOINT_URL_SQS", fmt.Sprintf("http://127.0.0.1:%d", devenv.SQSPort))
+			set("AWS_ENDPOINT_URL_SQS")
 		}
 		if !isSet("AWS_ACCESS_KEY_ID") && !isSet("AWS_PROFILE") {
-			set("AWS_ACCESS_KEY_ID", "dev")
-			set("AWS_SECRET_ACCESS_KEY", "dev")
+			set("AWS_ACCESS_KEY_ID")
+			set("AWS_SECRET_ACCESS_KEY")
 		}
 	}
 	if !isSet("AWS_REGION", "AWS_DEFAULT_REGION") {
-		set("AWS_REGION", devenv.SQSRegion)
+		set("AWS_REGION")
 	}
 	if !isSet("SUPABASE_JWT_SECRET", "SUPABASE_JWKS_URL", "SUPABASE_URL") {
-		set("SUPABASE_JWT_SECRET", devenv.JWTSecret)
+		set("SUPABASE_JWT_SECRET")
 	}
 	if _, ok := lookup(environ, "API_KEY_SECRET"); !ok {
-		set("API_KEY_SECRET", devenv.APIKeySecret)
+		set("API_KEY_SECRET")
 	}
 	if !isSet("DAYTONA_SERVER_URL") {
-		// Nothing listens there: a teardown fails and is retried, as it
-		// would while Daytona is down. `make dev` runs a stand-in instead.
-		set("DAYTONA_SERVER_URL", "http://127.0.0.1:1/daytona-placeholder")
+		// Nothing listens there (localstack.DefaultEndpoints): a teardown
+		// fails and is retried, as it would while Daytona is down. `make
+		// dev` runs a stand-in instead.
+		set("DAYTONA_SERVER_URL")
 	}
 	if !isSet("DAYTONA_API_KEY") {
-		set("DAYTONA_API_KEY", devenv.DaytonaAPIKey)
+		set("DAYTONA_API_KEY")
 	}
 	sort.Strings(added)
 	return env, added
@@ -289,7 +242,7 @@ func withDevDefaults(environ []string) ([]string, []string) {
 // mintToken signs a token for the demo user with the HS256 secret the
 // function will verify with.
 func mintToken(env []string, userName string) (string, error) {
-	user, ok := devenv.Users[userName]
+	user, ok := localstack.Users[userName]
 	if !ok {
 		return "", fmt.Errorf("-user %q: want owner, member, other or stranger", userName)
 	}
@@ -297,7 +250,7 @@ func mintToken(env []string, userName string) (string, error) {
 	if secret == "" {
 		return "", fmt.Errorf("the event needs a token but SUPABASE_JWT_SECRET is not set (JWKS only): pass one with -token")
 	}
-	return devenv.Token(secret, user, time.Hour)
+	return localstack.Token(secret, user, time.Hour)
 }
 
 // lookup finds name in an environment list; the last entry wins, as in
@@ -311,60 +264,21 @@ func lookup(environ []string, name string) (string, bool) {
 	return "", false
 }
 
-// locateRIE finds the emulator: the given path, the repository's .bin, or
-// PATH.
-func locateRIE(explicit string) (string, error) {
+// locateRIE finds the emulator: the given path, else the pinned one in the
+// repository's .bin (installed when absent or another version), else one on
+// PATH outside a checkout.
+func locateRIE(ctx context.Context, explicit string) (string, error) {
 	if explicit != "" {
 		if _, err := os.Stat(explicit); err != nil {
 			return "", fmt.Errorf("aws-lambda-rie not found at %s", explicit)
 		}
 		return explicit, nil
 	}
-	if root, err := repoRoot(); err == nil {
-		p := filepath.Join(root, ".bin", "aws-lambda-rie")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
+	if root, err := localstack.RepoRoot(); err == nil {
+		return localstack.InstallRIE(ctx, root)
 	}
 	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
 		return p, nil
 	}
-	return "", errors.New("aws-lambda-rie not found in .bin/ or on PATH: run `make tools` to install it")
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", errors.New("go.mod not found")
-		}
-	}
-}
-
-// waitTCP waits until addr accepts connections, the process exits, or the
-// time is up.
-func waitTCP(ctx context.Context, addr string, within time.Duration, exited <-chan struct{}) error {
-	deadline := time.Now().Add(within)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("aws-lambda-rie exited at start (see its output above)")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(25 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("aws-lambda-rie did not listen on %s within %s", addr, within)
-		}
-	}
+	return "", errors.New("aws-lambda-rie not found on PATH, and no checkout to install it into: run `make tools` in the repository")
 }

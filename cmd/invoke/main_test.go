@@ -11,9 +11,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/kortix-ai/thread-delete/cmd/dev/devenv"
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/auth"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 )
 
 // minimalEnv is an environment without any of the service's settings, so
@@ -117,7 +117,7 @@ func TestMintedTokenVerifiesWithTheFunctionsSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller, err := a.Authenticate(context.Background(), "Bearer "+tok, "", false)
-	if err != nil || caller.UserID != devenv.MemberUserID {
+	if err != nil || caller.UserID != localstack.MemberUserID {
 		t.Fatalf("caller %+v, err %v", caller, err)
 	}
 	if _, err := mintToken(minimalEnv(), "owner"); err == nil {

@@ -11,9 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -102,7 +101,7 @@ func TestInitDoesNoIO(t *testing.T) {
 	}
 	// A database outage fails the items, not the function.
 	jobID := testenv.NewUUID()
-	body, _ := sqs.Encode(sqs.Message{Version: 1, Kind: sqs.KindTeardown, JobID: jobID, SandboxID: "sb"})
+	body, _ := sqs.Encode(sqs.TeardownMessage(threads.Teardown{JobID: jobID, SandboxID: "sb"}))
 	ev, _ := json.Marshal(map[string]any{"Records": []map[string]any{{"messageId": "m2", "body": string(body), "eventSource": "aws:sqs"}}})
 	out = fn.Invoke(t, ev)
 	if string(out) != `{"batchItemFailures":[{"itemIdentifier":"m2"}]}` {
@@ -121,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 	redisURL, rdb := testenv.Redis(t)
 	ep := testenv.SQS(t)
 	queueURL, _ := testenv.Queue(t, ep, 30*time.Second, 0)
-	dt := daytonatest.New(t, apiKey)
+	dt := testenv.Daytona(t, apiKey)
 
 	env := baseEnv()
 	env["DATABASE_URL"] = dbURL
@@ -216,7 +215,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = fn.Invoke(t, []byte(`{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2025-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{}}`))
-	if string(out) != `{"resent":1,"failed":0,"dead":0,"cache_done":1,"cache_failed":0}` {
+	if string(out) != `{"resent":1,"failed":0,"dead":0,"cache_done":1,"cache_failed":0,"pruned":0}` {
 		t.Fatalf("sweep answered %s\n%s", out, fn.Logs())
 	}
 	if n := seed.Count(`SELECT count(*) FROM thread_delete.outbox WHERE id = $1 AND status = 'done'`, work); n != 1 {

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/kortix-ai/thread-delete/shared/auth"
+	"github.com/kortix-ai/thread-delete/shared/metrics"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -42,6 +43,9 @@ type Handler struct {
 	Auth    Authenticator
 	Deleter Deleter
 	Log     *slog.Logger
+	// Namespace is the CloudWatch namespace of the metrics in the request's
+	// log line (METRICS_NAMESPACE); empty means metrics.DefaultNamespace.
+	Namespace string
 }
 
 // Response details of the contract.
@@ -254,26 +258,52 @@ func (h *Handler) delete(ctx context.Context, ev events.APIGatewayV2HTTPRequest,
 	}
 }
 
-// logExchange writes the one log line of a request.
+// logExchange writes the one log line of a request. It is also the
+// request's metrics document (package metrics): the counts below are
+// extracted by CloudWatch from this same line.
 func (h *Handler) logExchange(ctx context.Context, start time.Time, resp events.APIGatewayV2HTTPResponse, ex exchange) {
+	took := float64(time.Since(start).Microseconds()) / 1000
 	attrs := []any{"endpoint", ex.endpoint, "outcome", ex.outcome, "status", resp.StatusCode,
-		"duration_ms", float64(time.Since(start).Microseconds()) / 1000, "requested", ex.requested}
+		"duration_ms", took, "requested", ex.requested}
 	if ex.endpoint == "delete" {
 		attrs = append(attrs, "thread_id", ex.threadID)
 	}
+	var deleted, projects, queued, deferred, inline, late float64
 	if r := ex.res; r != nil {
 		attrs = append(attrs,
 			"threads_deleted", len(r.Work.ThreadIDs), "projects_deleted", len(r.Work.ProjectIDs),
 			"forbidden", len(r.Forbidden), "messages_deleted", r.Messages, "runs_deleted", r.Runs,
 			"agents_stopped", len(r.Work.StopRuns), "db_round_trips", r.RoundTrips)
+		deleted, projects = float64(len(r.Work.ThreadIDs)), float64(len(r.Work.ProjectIDs))
 		if r.Work.ID != "" {
 			attrs = append(attrs, "redis_work_id", r.Work.ID, "redis_applied", r.CacheErr == nil)
+			if r.CacheErr == nil {
+				inline = 1
+			} else {
+				late = 1
+			}
 		}
-		if len(r.Teardowns) > 0 {
-			attrs = append(attrs, "teardowns", len(r.Teardowns), "teardowns_queued", r.QueueErr == nil)
+		if n := len(r.Teardowns); n > 0 {
+			attrs = append(attrs, "teardowns", n, "teardowns_queued", r.QueueErr == nil)
+			if r.QueueErr == nil {
+				queued = float64(n)
+			} else {
+				deferred = float64(n)
+			}
 		}
 	}
-	h.logger().InfoContext(ctx, "delete threads", attrs...)
+	m := metrics.New(h.Namespace).
+		Dimension(metrics.DimEndpoint, ex.endpoint).
+		Dimension(metrics.DimOutcome, ex.outcome).
+		Put(metrics.Requests, 1).
+		Put(metrics.Duration, took).
+		Put(metrics.ThreadsDeleted, deleted).
+		Put(metrics.ProjectsDeleted, projects).
+		Put(metrics.TeardownsQueued, queued).
+		Put(metrics.TeardownsDeferred, deferred).
+		Put(metrics.RedisWorkInline, inline).
+		Put(metrics.RedisWorkDeferred, late)
+	h.logger().InfoContext(ctx, "delete threads", append(attrs, m.Attrs()...)...)
 }
 
 func (ex exchange) with(outcome string) exchange {

@@ -21,8 +21,8 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/auth"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 )
 
 // attackIssuer is the issuer the attack stack requires (JWT_ISSUER).

@@ -3,6 +3,7 @@ package apigw_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,13 +14,14 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/apigw"
-	"github.com/kortix-ai/thread-delete/shared/auth"
+	"github.com/kortix-ai/thread-delete/shared/app"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
+	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 	"github.com/kortix-ai/thread-delete/shared/redis"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -64,32 +66,30 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	cfg := auth.Config{HS256Secret: []byte(testenv.JWTSecret), Audience: "authenticated", APIKeySecret: []byte(apiKeySecret),
+	cfg := config.DeleteThread{JWTSecret: testenv.JWTSecret, Audience: "authenticated", APIKeySecret: apiKeySecret,
 		RequireSession: o.requireSession}
 	if o.noAPIKeySecret {
-		cfg.APIKeySecret = nil
-	}
-	authn, err := auth.New(cfg)
-	if err != nil {
-		t.Fatal(err)
+		cfg.APIKeySecret = ""
 	}
 	sqsClient := testenv.SQSClient(ep)
 	pubURL := queueURL
 	if o.queueURL != "" {
 		pubURL = o.queueURL
 	}
+	// The function's own wiring, over clients pointed at the proxies.
+	h, err := app.NewDeleteThread(cfg, &app.Clients{
+		Pool:  pool,
+		Cache: &redis.Cache{Client: client},
+		Queue: &sqs.Publisher{Client: sqsClient, QueueURL: pubURL},
+	}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Deleter.(*threads.Deleter).FollowUpTimeout = time.Second
 	return &stack{
-		Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, dbURL)},
-		handler: &apigw.Handler{
-			Auth: authn,
-			Deleter: &threads.Deleter{
-				Store:           &postgres.Store{Pool: pool},
-				Cache:           &redis.Cache{Client: client},
-				Queue:           &sqs.Publisher{Client: sqsClient, QueueURL: pubURL},
-				FollowUpTimeout: time.Second,
-			},
-		},
-		rdb: rdb, sqs: sqsClient, queueURL: queueURL, pgProxy: pgProxy, rdProxy: rdProxy,
+		Seeder:  testenv.Seeder{TB: t, Pool: testenv.Pool(t, dbURL)},
+		handler: h,
+		rdb:     rdb, sqs: sqsClient, queueURL: queueURL, pgProxy: pgProxy, rdProxy: rdProxy,
 	}
 }
 
@@ -185,19 +185,6 @@ func expect(t *testing.T, resp events.APIGatewayV2HTTPResponse, status int, body
 		if got[k] != v {
 			t.Fatalf("body = %v, want %v", got, body)
 		}
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after within: the
-// condition, not a guessed sleep, is what a test waits for.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -24,6 +24,23 @@ import (
 // releases its connections. Nothing here connects to anything: the first
 // request does.
 func DeleteThread(ctx context.Context, cfg config.DeleteThread, log *slog.Logger) (*apigw.Handler, func(), error) {
+	c, err := Connect(ctx, cfg.DB, cfg.Redis, cfg.QueueURL, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := NewDeleteThread(cfg, c, log)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return h, c.Close, nil
+}
+
+// NewDeleteThread builds the delete-thread handler over clients already
+// built: from the settings by Connect in the function, or pointed at
+// emulators and fault-injecting proxies by tests and tools. Only the
+// authenticator comes from cfg (its secrets, issuer and audience).
+func NewDeleteThread(cfg config.DeleteThread, c *Clients, log *slog.Logger) (*apigw.Handler, error) {
 	authenticator, err := auth.New(auth.Config{
 		HS256Secret:    []byte(cfg.JWTSecret),
 		JWKSURL:        cfg.JWKSURL,
@@ -34,41 +51,46 @@ func DeleteThread(ctx context.Context, cfg config.DeleteThread, log *slog.Logger
 		Logger:         log,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("auth: %w", err)
+		return nil, fmt.Errorf("auth: %w", err)
 	}
-	c, err := connect(ctx, cfg.DB, cfg.Redis, cfg.QueueURL, 1)
-	if err != nil {
-		return nil, nil, err
-	}
-	h := &apigw.Handler{
-		Auth: authenticator,
-		Deleter: &threads.Deleter{
-			Store: &postgres.Store{Pool: c.pool},
-			Cache: c.cache,
-			Queue: c.queue,
-			Log:   log,
-		},
-		Log: log,
-	}
-	return h, c.close, nil
+	return &apigw.Handler{Auth: authenticator, Deleter: NewDeleter(c, log), Log: log, Namespace: cfg.MetricsNamespace}, nil
 }
 
-// clients are the connections a function holds for its lifetime.
-type clients struct {
-	pool  *pgxpool.Pool
-	cache *redis.Cache
-	queue *sqs.Publisher
+// NewDeleter is the domain service over c.
+func NewDeleter(c *Clients, log *slog.Logger) *threads.Deleter {
+	d := &threads.Deleter{Store: &postgres.Store{Pool: c.Pool}, Log: log}
+	// Typed nils must not become non-nil interfaces: a missing cache or
+	// queue leaves the work to the sweeper.
+	if c.Cache != nil {
+		d.Cache = c.Cache
+	}
+	if c.Queue != nil {
+		d.Queue = c.Queue
+	}
+	return d
 }
 
-func (c *clients) close() {
-	c.pool.Close()
-	c.cache.Client.Close()
+// Clients are the connections a function holds for its lifetime.
+type Clients struct {
+	Pool  *pgxpool.Pool
+	Cache *redis.Cache
+	Queue *sqs.Publisher
 }
 
-// connect builds the PostgreSQL pool (connsPerInvoke connections for each
+// Close releases the connections.
+func (c *Clients) Close() {
+	if c.Pool != nil {
+		c.Pool.Close()
+	}
+	if c.Cache != nil {
+		c.Cache.Client.Close()
+	}
+}
+
+// Connect builds the PostgreSQL pool (connsPerInvoke connections for each
 // invoke the environment may run at once), the Redis cache and the queue
-// publisher. None of them connects before first use.
-func connect(ctx context.Context, db config.DB, rc config.Redis, queueURL string, connsPerInvoke int) (*clients, error) {
+// publisher from the settings. None of them connects before first use.
+func Connect(ctx context.Context, db config.DB, rc config.Redis, queueURL string, connsPerInvoke int) (*Clients, error) {
 	pool, err := postgres.Open(ctx, db, int32(connsPerInvoke*max(lambdacontext.MaxConcurrency(), 1)))
 	if err != nil {
 		return nil, err
@@ -84,5 +106,5 @@ func connect(ctx context.Context, db config.DB, rc config.Redis, queueURL string
 		rdb.Close()
 		return nil, err
 	}
-	return &clients{pool: pool, cache: &redis.Cache{Client: rdb, Cluster: rc.Cluster}, queue: queue}, nil
+	return &Clients{Pool: pool, Cache: &redis.Cache{Client: rdb, Cluster: rc.Cluster}, Queue: queue}, nil
 }

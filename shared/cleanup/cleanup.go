@@ -206,6 +206,28 @@ type Outbox interface {
 	// the cause on the others (dead when retrying cannot help), in one
 	// statement.
 	FinishCacheWork(ctx context.Context, done []string, failed []Failure) error
+
+	// Prune deletes up to limit done rows completed more than retention
+	// ago, oldest first, and returns how many. It is one statement that
+	// skips rows another transaction has locked, so it holds its row locks
+	// for one batch only and never waits for, or blocks, the writers of
+	// new rows.
+	Prune(ctx context.Context, retention time.Duration, limit int) (int, error)
+	// Backlog reports the rows not done, in one statement.
+	Backlog(ctx context.Context) (Backlog, error)
+}
+
+// Backlog is the outbox's unfinished work, as the sweep reports it.
+// Legacy cache_repair rows count as Redis work.
+type Backlog struct {
+	PendingTeardowns int
+	PendingRedisWork int
+	// OldestTeardown and OldestRedisWork are the ages of the oldest pending
+	// row of each kind (since the delete that wrote it); 0 when none.
+	OldestTeardown  time.Duration
+	OldestRedisWork time.Duration
+	// Dead counts dead rows of every kind.
+	Dead int
 }
 
 // Failure is the failed attempt of one outbox row.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kortix-ai/thread-delete/shared/metrics"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -42,6 +43,14 @@ const (
 	// records one row, so batches are larger than for teardowns. One batch
 	// is one Redis round trip and two statements.
 	DefaultCacheBatchSize = 500
+
+	// DefaultRetention is OUTBOX_RETENTION's default: done rows are kept a
+	// week for inspection, then pruned.
+	DefaultRetention = 7 * 24 * time.Hour
+	// DefaultPruneBatchSize bounds one prune statement, and so how many row
+	// locks it holds at once. With DefaultMaxBatches a sweep prunes up to
+	// 10,000 rows, far more than a minute's deletes write.
+	DefaultPruneBatchSize = 1000
 )
 
 // Sweeper re-sends teardowns that stayed pending too long: the send after
@@ -68,7 +77,8 @@ const (
 // queue do not count towards the cap.
 type Sweeper struct {
 	Outbox Outbox
-	Queue  Resender
+	// Queue re-sends teardowns; when nil, due teardowns are left pending.
+	Queue Resender
 	// Cache completes Redis work; when nil, Redis work is left pending.
 	Cache Repairer
 	Log   *slog.Logger
@@ -84,6 +94,15 @@ type Sweeper struct {
 	CacheGrace      time.Duration // zero: DefaultCacheGrace
 	CacheMaxBackoff time.Duration // zero: DefaultCacheMaxBackoff
 	CacheBatchSize  int           // zero: DefaultCacheBatchSize
+
+	// Retention is how long done rows are kept (OUTBOX_RETENTION); older
+	// ones are deleted, PruneBatchSize rows per statement, at most
+	// MaxBatches statements per sweep. Zero: DefaultRetention.
+	Retention      time.Duration
+	PruneBatchSize int // zero: DefaultPruneBatchSize
+	// Namespace is the CloudWatch namespace of the sweep's metrics
+	// (METRICS_NAMESPACE); empty means metrics.DefaultNamespace.
+	Namespace string
 }
 
 // SweepReport says what one sweep did.
@@ -95,6 +114,8 @@ type SweepReport struct {
 	// repaired); CacheFailed those that failed and stay due.
 	CacheDone   int `json:"cache_done"`
 	CacheFailed int `json:"cache_failed"`
+	// Pruned counts done rows deleted for being older than the retention.
+	Pruned int `json:"pruned"`
 }
 
 // Policy returns the due rule with defaults applied.
@@ -129,6 +150,9 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 	rep.Dead = dead
 
 	batch, batches := s.batchSize(), s.maxBatches()
+	if s.Queue == nil {
+		batches = 0 // no queue configured: teardowns wait for one
+	}
 	for range batches {
 		// Keep a margin: a claimed row whose send is cut short by the
 		// deadline would wait a whole backoff period for nothing.
@@ -151,11 +175,69 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err
 		}
 	}
-	if rep.Resent > 0 || rep.Failed > 0 || rep.CacheDone > 0 || rep.CacheFailed > 0 {
-		log.InfoContext(ctx, "outbox sweep", "resent", rep.Resent, "failed", rep.Failed, "dead", rep.Dead,
-			"cache_done", rep.CacheDone, "cache_failed", rep.CacheFailed)
+	// A failed prune leaves the table larger for a while; the backlog is
+	// still reported, and the error returned afterwards.
+	pruneErr := s.prune(ctx, &rep)
+	if pruneErr != nil {
+		log.ErrorContext(ctx, "outbox prune failed", "error", pruneErr.Error())
 	}
-	return rep, nil
+	backlog, err := s.Outbox.Backlog(ctx)
+	if err != nil {
+		return rep, err
+	}
+	s.logSweep(ctx, rep, backlog)
+	return rep, pruneErr
+}
+
+// logSweep writes the one line of a sweep, every sweep: what it did and the
+// backlog it left, which is also the sweep's metrics document (package
+// metrics). The alarms on dead rows and on the oldest pending teardown read
+// the metrics of this line.
+func (s *Sweeper) logSweep(ctx context.Context, rep SweepReport, b Backlog) {
+	oldestT, oldestRW := metrics.InSeconds(b.OldestTeardown), metrics.InSeconds(b.OldestRedisWork)
+	m := metrics.New(s.Namespace).
+		Put(metrics.PendingTeardowns, float64(b.PendingTeardowns)).
+		Put(metrics.PendingRedisWork, float64(b.PendingRedisWork)).
+		Put(metrics.OldestPendingTeardownAge, oldestT).
+		Put(metrics.OldestPendingRedisWorkAge, oldestRW).
+		Put(metrics.DeadRows, float64(b.Dead)).
+		Put(metrics.TeardownsResent, float64(rep.Resent)).
+		Put(metrics.RowsMarkedDead, float64(rep.Dead)).
+		Put(metrics.RedisWorkCompleted, float64(rep.CacheDone)).
+		Put(metrics.RowsPruned, float64(rep.Pruned))
+	attrs := []any{"resent", rep.Resent, "failed", rep.Failed, "dead", rep.Dead,
+		"cache_done", rep.CacheDone, "cache_failed", rep.CacheFailed, "pruned", rep.Pruned,
+		"pending_teardowns", b.PendingTeardowns, "pending_redis_work", b.PendingRedisWork,
+		"oldest_pending_teardown_s", oldestT, "oldest_pending_redis_work_s", oldestRW,
+		"dead_rows", b.Dead}
+	s.logger().InfoContext(ctx, "outbox sweep", append(attrs, m.Attrs()...)...)
+}
+
+// prune deletes done rows older than the retention, batch by batch, until a
+// batch comes back short or the sweep's batch budget is spent; a larger
+// backlog is worked off over the next sweeps.
+func (s *Sweeper) prune(ctx context.Context, rep *SweepReport) error {
+	retention, limit := s.Retention, s.PruneBatchSize
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	if limit <= 0 {
+		limit = DefaultPruneBatchSize
+	}
+	for range s.maxBatches() {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*time.Second {
+			break
+		}
+		n, err := s.Outbox.Prune(ctx, retention, limit)
+		rep.Pruned += n
+		if err != nil {
+			return err
+		}
+		if n < limit {
+			break
+		}
+	}
+	return nil
 }
 
 // CachePolicy returns the Redis-work due rule with defaults applied.

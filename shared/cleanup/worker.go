@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kortix-ai/thread-delete/shared/metrics"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -30,6 +31,40 @@ type Worker struct {
 	// Concurrency bounds how many items of a batch run at once; each holds
 	// a database connection. Zero means 4.
 	Concurrency int
+	// Namespace is the CloudWatch namespace of the batch's metrics
+	// (METRICS_NAMESPACE); empty means metrics.DefaultNamespace.
+	Namespace string
+}
+
+// Results of one queued job: the Result dimension of the worker's metrics.
+const (
+	// ResultDone: the work is complete (sandbox gone, or Redis repaired).
+	ResultDone = "done"
+	// ResultDuplicate: the row was done already; the delivery is
+	// acknowledged.
+	ResultDuplicate = "duplicate"
+	// ResultMissing: no outbox row (pruned after completion, or never
+	// written); the message is dropped.
+	ResultMissing = "missing"
+	// ResultBusy: another delivery holds the row's lease; delivered again
+	// later.
+	ResultBusy = "busy"
+	// ResultFailed: the attempt failed; delivered again.
+	ResultFailed = "failed"
+	// ResultRefused: the sandbox provider refused in a way retrying cannot
+	// fix (a misconfiguration); delivered again until the dead-letter queue.
+	ResultRefused = "refused"
+	// ResultDead: the row is unusable and was marked dead; acknowledged.
+	ResultDead = "dead"
+	// ResultInvalid: the message names no valid outbox id.
+	ResultInvalid = "invalid"
+)
+
+// jobResult is what became of one job, for the batch's metrics.
+type jobResult struct {
+	kind, result string
+	attempt      int           // the attempt this delivery made; 0: it made none
+	latency      time.Duration // a teardown done: from the delete's commit; 0 otherwise
 }
 
 // Handle processes a batch and returns the IDs of the jobs that failed and
@@ -38,24 +73,32 @@ func (w *Worker) Handle(ctx context.Context, jobs []Job) (failedIDs []string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, w.concurrency())
 	failed := make([]bool, len(jobs)) // each goroutine writes its own index
+	results := make([]jobResult, len(jobs))
 	for i, job := range jobs {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			r := &results[i]
+			r.kind = kindLabel(job.Kind)
 			defer func() {
 				// A bug in one item must not take the batch down with it.
 				if p := recover(); p != nil {
 					w.logger().ErrorContext(ctx, "cleanup item panicked", "message_id", job.ID, "job_id", job.OutboxID, "panic", p)
 					failed[i] = true
+					r.result = ResultFailed
 				}
 			}()
-			if err := w.handle(ctx, job); err != nil {
+			if err := w.handle(ctx, job, r); err != nil {
 				failed[i] = true
+				if r.result == "" {
+					r.result = ResultFailed
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	w.report(ctx, results)
 	for i, f := range failed {
 		if f {
 			failedIDs = append(failedIDs, jobs[i].ID)
@@ -67,11 +110,13 @@ func (w *Worker) Handle(ctx context.Context, jobs []Job) (failedIDs []string) {
 // errBusy: another delivery holds the row; the queue retries this one later.
 var errBusy = errors.New("outbox row is being worked on by another consumer")
 
-// handle processes one job; a non-nil error means "deliver it again".
-func (w *Worker) handle(ctx context.Context, job Job) error {
+// handle processes one job and records its result in r; a non-nil error
+// means "deliver it again".
+func (w *Worker) handle(ctx context.Context, job Job, r *jobResult) error {
 	log := w.logger().With("message_id", job.ID, "job_id", job.OutboxID)
 	if _, err := threads.ParseID(job.OutboxID); err != nil {
 		log.ErrorContext(ctx, "job names no valid outbox id")
+		r.result = ResultInvalid
 		return err
 	}
 	e, claim, err := w.Outbox.Claim(ctx, job.OutboxID, w.lease())
@@ -79,45 +124,62 @@ func (w *Worker) handle(ctx context.Context, job Job) error {
 		log.ErrorContext(ctx, "outbox claim failed", "error", err.Error())
 		return err
 	}
+	if claim != Missing {
+		r.kind = kindLabel(e.Kind) // the row's kind, not what the message claims
+	}
 	switch claim {
 	case AlreadyDone:
 		log.InfoContext(ctx, "outbox row already done; duplicate delivery acknowledged")
+		r.result = ResultDuplicate
 		return nil
 	case Missing:
 		// Nothing can ever be done for it (completed rows may have been
 		// pruned): retrying would only delay the dead-letter queue.
 		log.WarnContext(ctx, "no outbox row for this job; message dropped")
+		r.result = ResultMissing
 		return nil
 	case Busy:
 		log.InfoContext(ctx, "outbox row leased by another delivery; retrying later")
+		r.result = ResultBusy
 		return errBusy
 	}
 	log = log.With("kind", e.Kind, "attempt", e.Attempts+1)
+	r.attempt = e.Attempts + 1
 
 	switch e.Kind {
 	case KindTeardown:
-		return w.teardown(ctx, log, e)
+		return w.teardown(ctx, log, e, r)
 	case KindCacheRepair, KindRedisWork:
-		return w.repair(ctx, log, e)
+		return w.repair(ctx, log, e, r)
 	default:
 		cause := "unknown outbox kind " + e.Kind
 		log.ErrorContext(ctx, cause)
-		return w.fail(ctx, log, e.Lease(), cause, true, nil)
+		return w.bury(ctx, log, e.Lease(), cause, r)
 	}
 }
 
-func (w *Worker) teardown(ctx context.Context, log *slog.Logger, e Entry) error {
+// bury marks the row dead (retrying cannot help) and acknowledges the job.
+func (w *Worker) bury(ctx context.Context, log *slog.Logger, l Lease, cause string, r *jobResult) error {
+	err := w.fail(ctx, log, l, cause, true, nil)
+	if err == nil {
+		r.result = ResultDead
+	}
+	return err
+}
+
+func (w *Worker) teardown(ctx context.Context, log *slog.Logger, e Entry, r *jobResult) error {
 	t, err := e.Teardown()
 	if err != nil {
 		// A corrupt payload will not heal: mark it dead and acknowledge.
 		log.ErrorContext(ctx, "outbox row unusable", "error", err.Error())
-		return w.fail(ctx, log, e.Lease(), err.Error(), true, nil)
+		return w.bury(ctx, log, e.Lease(), err.Error(), r)
 	}
 	log = log.With("sandbox_id", t.SandboxID, "project_id", t.ProjectID)
 	if err := w.Destroyer.DeleteSandbox(ctx, t.SandboxID); err != nil {
 		perm := permanent(err)
 		if perm {
 			log.ErrorContext(ctx, "sandbox teardown refused; will reach the dead-letter queue unless fixed", "error", err.Error())
+			r.result = ResultRefused
 		} else {
 			log.WarnContext(ctx, "sandbox teardown failed; will be retried", "error", err.Error())
 		}
@@ -131,14 +193,15 @@ func (w *Worker) teardown(ctx context.Context, log *slog.Logger, e Entry) error 
 		return err
 	}
 	log.InfoContext(ctx, "sandbox torn down")
+	r.result, r.latency = ResultDone, time.Since(e.CreatedAt)
 	return nil
 }
 
-func (w *Worker) repair(ctx context.Context, log *slog.Logger, e Entry) error {
+func (w *Worker) repair(ctx context.Context, log *slog.Logger, e Entry, r *jobResult) error {
 	work, err := e.CacheWork()
 	if err != nil {
 		log.ErrorContext(ctx, "outbox row unusable", "error", err.Error())
-		return w.fail(ctx, log, e.Lease(), err.Error(), true, nil)
+		return w.bury(ctx, log, e.Lease(), err.Error(), r)
 	}
 	if w.Cache == nil {
 		return w.fail(ctx, log, e.Lease(), "no cache configured", false, errors.New("cleanup: no cache configured"))
@@ -152,7 +215,52 @@ func (w *Worker) repair(ctx context.Context, log *slog.Logger, e Entry) error {
 		return err
 	}
 	log.InfoContext(ctx, "cache repaired")
+	r.result = ResultDone
 	return nil
+}
+
+// kindLabel bounds the Kind dimension to the known kinds: a message may
+// claim anything.
+func kindLabel(kind string) string {
+	switch kind {
+	case KindTeardown, KindRedisWork, KindCacheRepair:
+		return kind
+	}
+	return "unknown"
+}
+
+// report writes the batch's metrics: one line per kind and result present
+// in the batch (one line for a batch that went one way), with the number of
+// jobs, the attempt number of each claimed job and, for teardowns done, the
+// seconds from the delete's commit to the sandbox being gone.
+func (w *Worker) report(ctx context.Context, results []jobResult) {
+	type group struct{ kind, result string }
+	var order []group
+	members := map[group][]jobResult{}
+	for _, r := range results {
+		g := group{r.kind, r.result}
+		if _, ok := members[g]; !ok {
+			order = append(order, g)
+		}
+		members[g] = append(members[g], r)
+	}
+	for _, g := range order {
+		rs := members[g]
+		m := metrics.New(w.Namespace).
+			Dimension(metrics.DimKind, g.kind).
+			Dimension(metrics.DimResult, g.result).
+			Put(metrics.Jobs, float64(len(rs)))
+		for _, r := range rs {
+			if r.attempt > 0 {
+				m.Put(metrics.Attempts, float64(r.attempt))
+			}
+			if r.latency > 0 {
+				m.Put(metrics.TeardownLatency, metrics.InSeconds(r.latency))
+			}
+		}
+		attrs := append([]any{"kind", g.kind, "result", g.result, "jobs", len(rs)}, m.Attrs()...)
+		w.logger().InfoContext(ctx, "cleanup jobs", attrs...)
+	}
 }
 
 // completionFailed logs why work that was done is not recorded as done. A

@@ -16,11 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/daytona"
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -30,7 +30,7 @@ const apiKey = "test-daytona-key"
 type world struct {
 	testenv.Seeder
 	store   *postgres.OutboxStore
-	daytona *daytonatest.Server
+	daytona *localstack.Daytona
 	cache   *fakeCache
 	worker  *cleanup.Worker
 }
@@ -42,7 +42,7 @@ func newWorld(t *testing.T) *world {
 	w := &world{
 		Seeder:  testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)},
 		store:   &postgres.OutboxStore{Pool: pool},
-		daytona: daytonatest.New(t, apiKey),
+		daytona: testenv.Daytona(t, apiKey),
 		cache:   &fakeCache{},
 	}
 	client := daytona.New(w.daytona.URL, apiKey, "")
@@ -180,14 +180,14 @@ func TestTeardownRetriedUntilItSucceeds(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		script  func(s *daytonatest.Server, id string)
+		script  func(s *localstack.Daytona, id string)
 		wantErr string
 	}{
-		{"409 conflict", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 409) }, "HTTP 409"},
-		{"500", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 500) }, "HTTP 500"},
-		{"429", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 429) }, "HTTP 429"},
-		{"timeout", func(s *daytonatest.Server, id string) { s.HangNext(id, 1, 5*time.Second) }, "no answer within"},
-		{"403 (permanent until fixed)", func(s *daytonatest.Server, id string) { s.FailNext(id, 1, 403) }, "permanent: HTTP 403"},
+		{"409 conflict", func(s *localstack.Daytona, id string) { s.FailNext(id, 1, 409) }, "HTTP 409"},
+		{"500", func(s *localstack.Daytona, id string) { s.FailNext(id, 1, 500) }, "HTTP 500"},
+		{"429", func(s *localstack.Daytona, id string) { s.FailNext(id, 1, 429) }, "HTTP 429"},
+		{"timeout", func(s *localstack.Daytona, id string) { s.HangNext(id, 1, 5*time.Second) }, "no answer within"},
+		{"403 (permanent until fixed)", func(s *localstack.Daytona, id string) { s.FailNext(id, 1, 403) }, "permanent: HTTP 403"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -523,15 +523,15 @@ func TestMisconfiguredServerURLNeverMarksDone(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		base   func(d *daytonatest.Server) string
+		base   func(d *localstack.Daytona) string
 		answer string // in last_error
 	}{
-		{"without /api: Daytona's dashboard, 200 HTML", func(d *daytonatest.Server) string { return d.Origin }, "HTTP 200 is not Daytona's answer (an HTML page)"},
-		{"a wrong path under /api: Cannot DELETE", func(d *daytonatest.Server) string { return d.URL + "/v1" }, `"Cannot DELETE /api/v1/sandbox/`},
-		{"another server's HTML 404", func(*daytonatest.Server) string {
+		{"without /api: Daytona's dashboard, 200 HTML", func(d *localstack.Daytona) string { return d.Origin }, "HTTP 200 is not Daytona's answer (an HTML page)"},
+		{"a wrong path under /api: Cannot DELETE", func(d *localstack.Daytona) string { return d.URL + "/v1" }, `"Cannot DELETE /api/v1/sandbox/`},
+		{"another server's HTML 404", func(*localstack.Daytona) string {
 			return answering(404, "text/html", "<html><body>Not Found</body></html>")
 		}, "HTTP 404 is not Daytona's answer (an HTML page)"},
-		{"an empty 404", func(*daytonatest.Server) string { return answering(404, "", "") }, "HTTP 404 is not Daytona's answer (empty body)"},
+		{"an empty 404", func(*localstack.Daytona) string { return answering(404, "", "") }, "HTTP 404 is not Daytona's answer (empty body)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -602,10 +602,10 @@ func TestLateWorkerCannotReleaseTakenOverLease(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		aAnswer func(d *daytonatest.Server, sandboxID string) // script for A's call
+		aAnswer func(d *localstack.Daytona, sandboxID string) // script for A's call
 	}{
-		{"A's late call fails", func(d *daytonatest.Server, id string) { d.FailNext(id, 1, 500) }},
-		{"A's late call succeeds", func(*daytonatest.Server, string) {}},
+		{"A's late call fails", func(d *localstack.Daytona, id string) { d.FailNext(id, 1, 500) }},
+		{"A's late call succeeds", func(*localstack.Daytona, string) {}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

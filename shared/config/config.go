@@ -62,6 +62,9 @@ type DeleteThread struct {
 	// RequireSession is JWT_REQUIRE_SESSION: a JWT must carry the
 	// session_id of a session that still exists (not signed out).
 	RequireSession bool
+	// MetricsNamespace is METRICS_NAMESPACE, the CloudWatch namespace of
+	// the metrics in the log lines; default "ThreadDelete".
+	MetricsNamespace string
 }
 
 // Cleanup is the sandbox-cleanup function's configuration.
@@ -73,7 +76,17 @@ type Cleanup struct {
 	DaytonaOrganizationID string        // DAYTONA_ORGANIZATION_ID (optional)
 	QueueURL              string        // SANDBOX_CLEANUP_QUEUE_URL
 	ResendAfter           time.Duration // OUTBOX_RESEND_AFTER, default 5m
+	// Retention is OUTBOX_RETENTION: done outbox rows older than this are
+	// deleted by the sweep; default 168h (7 days).
+	Retention        time.Duration
+	MetricsNamespace string // METRICS_NAMESPACE, default "ThreadDelete"
 }
+
+// Defaults of the settings that have one.
+const (
+	DefaultMetricsNamespace = "ThreadDelete"
+	DefaultOutboxRetention  = 7 * 24 * time.Hour
+)
 
 // LoadDeleteThread reads the delete-thread settings.
 func LoadDeleteThread(env Env) (DeleteThread, error) {
@@ -124,7 +137,8 @@ func LoadDeleteThread(env Env) (DeleteThread, error) {
 		return c, err
 	}
 	c.APIKeySecret = env.get("API_KEY_SECRET")
-	return c, nil
+	c.MetricsNamespace, err = metricsNamespace(env)
+	return c, err
 }
 
 // LoadCleanup reads the sandbox-cleanup settings.
@@ -148,15 +162,51 @@ func LoadCleanup(env Env) (Cleanup, error) {
 	if c.QueueURL, err = requiredURL(env, "SANDBOX_CLEANUP_QUEUE_URL", "http", "https"); err != nil {
 		return c, err
 	}
-	c.ResendAfter = 5 * time.Minute
-	if v := env.get("OUTBOX_RESEND_AFTER"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return c, fmt.Errorf("config: OUTBOX_RESEND_AFTER must be a positive Go duration such as 5m, got %q", v)
-		}
-		c.ResendAfter = d
+	if c.ResendAfter, err = duration(env, "OUTBOX_RESEND_AFTER", 5*time.Minute, "5m"); err != nil {
+		return c, err
 	}
-	return c, nil
+	if c.Retention, err = duration(env, "OUTBOX_RETENTION", DefaultOutboxRetention, "168h"); err != nil {
+		return c, err
+	}
+	c.MetricsNamespace, err = metricsNamespace(env)
+	return c, err
+}
+
+// LoadDB reads only the database settings (DATABASE_URL, or DB_SECRET_ARN,
+// or DB_IAM_AUTH with DB_HOST, DB_NAME, DB_USER), for operator tools.
+func LoadDB(env Env) (DB, error) { return loadDB(env) }
+
+// duration reads a positive Go duration; example goes into the error.
+func duration(env Env, name string, def time.Duration, example string) (time.Duration, error) {
+	v := env.get(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("config: %s must be a positive Go duration such as %s, got %q", name, example, v)
+	}
+	return d, nil
+}
+
+// metricsNamespace reads METRICS_NAMESPACE with CloudWatch's rules for a
+// namespace: 1 to 255 of letters, digits and . - _ / # : and space, not
+// beginning with "AWS/" (reserved for AWS services).
+func metricsNamespace(env Env) (string, error) {
+	v, ok := env("METRICS_NAMESPACE")
+	if !ok {
+		return DefaultMetricsNamespace, nil
+	}
+	bad := strings.TrimSpace(v) == "" || len(v) > 255 || strings.HasPrefix(v, "AWS/")
+	for _, r := range v {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_/#: ", r)) {
+			bad = true
+		}
+	}
+	if bad {
+		return "", fmt.Errorf("config: METRICS_NAMESPACE must be 1 to 255 letters, digits or . - _ / # : and spaces, not starting with AWS/, got %q", v)
+	}
+	return v, nil
 }
 
 func loadDB(env Env) (DB, error) {

@@ -147,3 +147,53 @@ func TestLoadDeleteThreadRequireSession(t *testing.T) {
 		}
 	}
 }
+
+func TestOperationalSettings(t *testing.T) {
+	cleanupBase := map[string]string{
+		"DATABASE_URL":              "postgres://u@127.0.0.1/db",
+		"REDIS_URL":                 "redis://cache:6379",
+		"DAYTONA_SERVER_URL":        "https://app.daytona.io/api",
+		"DAYTONA_API_KEY":           "k",
+		"SANDBOX_CLEANUP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+	}
+	with := func(over map[string]string) config.Env {
+		m := map[string]string{}
+		for k, v := range cleanupBase {
+			m[k] = v
+		}
+		for k, v := range over {
+			m[k] = v
+		}
+		return config.Map(m)
+	}
+	c, err := config.LoadCleanup(with(nil))
+	if err != nil || c.Retention != 7*24*time.Hour || c.MetricsNamespace != "ThreadDelete" {
+		t.Fatalf("defaults: retention %v, namespace %q, %v", c.Retention, c.MetricsNamespace, err)
+	}
+	c, err = config.LoadCleanup(with(map[string]string{"OUTBOX_RETENTION": "36h", "METRICS_NAMESPACE": "ThreadDelete/prod-stack"}))
+	if err != nil || c.Retention != 36*time.Hour || c.MetricsNamespace != "ThreadDelete/prod-stack" {
+		t.Fatalf("set: retention %v, namespace %q, %v", c.Retention, c.MetricsNamespace, err)
+	}
+	d, err := config.LoadDeleteThread(deleteEnv(map[string]string{"METRICS_NAMESPACE": "Kortix/Thread Delete#2"}))
+	if err != nil || d.MetricsNamespace != "Kortix/Thread Delete#2" {
+		t.Fatalf("delete-thread namespace %q, %v", d.MetricsNamespace, err)
+	}
+	if d, _ := config.LoadDeleteThread(deleteEnv(nil)); d.MetricsNamespace != "ThreadDelete" {
+		t.Fatalf("delete-thread default namespace %q", d.MetricsNamespace)
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"OUTBOX_RETENTION", "7d"}, {"OUTBOX_RETENTION", "0s"}, {"OUTBOX_RETENTION", "-1h"},
+		{"METRICS_NAMESPACE", ""}, {"METRICS_NAMESPACE", "AWS/Lambda"}, {"METRICS_NAMESPACE", "ns\nx"},
+		{"METRICS_NAMESPACE", "é"}, {"METRICS_NAMESPACE", strings.Repeat("n", 256)},
+	} {
+		_, err := config.LoadCleanup(with(map[string]string{tc.name: tc.value}))
+		if err == nil || !strings.Contains(err.Error(), tc.name) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s=%q: err %v, want one line naming %s", tc.name, tc.value, err, tc.name)
+		}
+		if tc.name == "METRICS_NAMESPACE" {
+			if _, err := config.LoadDeleteThread(deleteEnv(map[string]string{tc.name: tc.value})); err == nil {
+				t.Errorf("delete-thread accepted %s=%q", tc.name, tc.value)
+			}
+		}
+	}
+}

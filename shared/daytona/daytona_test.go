@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/daytona"
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
 )
 
 const apiKey = "dtn_secret_key_0123456789"
@@ -19,27 +20,27 @@ const apiKey = "dtn_secret_key_0123456789"
 func TestDeleteSandbox(t *testing.T) {
 	tests := []struct {
 		name      string
-		setup     func(s *daytonatest.Server, id string)
+		setup     func(s *localstack.Daytona, id string)
 		key       string
 		wantErr   string // "": nil; "retryable"/"permanent": that kind
 		wantCode  int
 		wantGone  bool
 		wantCalls int
 	}{
-		{"known sandbox is destroyed", func(s *daytonatest.Server, id string) { s.AddSandbox(id) }, apiKey, "", 0, true, 1},
-		{"unknown sandbox is already gone", func(s *daytonatest.Server, id string) {}, apiKey, "", 0, true, 1},
-		{"409 while the sandbox is in transition", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 409) }, apiKey, "retryable", 409, false, 1},
-		{"429 rate limited", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 429) }, apiKey, "retryable", 429, false, 1},
-		{"500", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 500) }, apiKey, "retryable", 500, false, 1},
-		{"503", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 503) }, apiKey, "retryable", 503, false, 1},
-		{"timeout", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.HangNext(id, 1, 5*time.Second) }, apiKey, "retryable", 0, false, 1},
-		{"wrong API key", func(s *daytonatest.Server, id string) { s.AddSandbox(id) }, "wrong-key", "permanent", 401, false, 1},
-		{"403", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 403) }, apiKey, "permanent", 403, false, 1},
-		{"400", func(s *daytonatest.Server, id string) { s.AddSandbox(id); s.FailNext(id, 1, 400) }, apiKey, "permanent", 400, false, 1},
+		{"known sandbox is destroyed", func(s *localstack.Daytona, id string) { s.AddSandbox(id) }, apiKey, "", 0, true, 1},
+		{"unknown sandbox is already gone", func(s *localstack.Daytona, id string) {}, apiKey, "", 0, true, 1},
+		{"409 while the sandbox is in transition", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.FailNext(id, 1, 409) }, apiKey, "retryable", 409, false, 1},
+		{"429 rate limited", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.FailNext(id, 1, 429) }, apiKey, "retryable", 429, false, 1},
+		{"500", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.FailNext(id, 1, 500) }, apiKey, "retryable", 500, false, 1},
+		{"503", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.FailNext(id, 1, 503) }, apiKey, "retryable", 503, false, 1},
+		{"timeout", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.HangNext(id, 1, 5*time.Second) }, apiKey, "retryable", 0, false, 1},
+		{"wrong API key", func(s *localstack.Daytona, id string) { s.AddSandbox(id) }, "wrong-key", "permanent", 401, false, 1},
+		{"403", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.FailNext(id, 1, 403) }, apiKey, "permanent", 403, false, 1},
+		{"400", func(s *localstack.Daytona, id string) { s.AddSandbox(id); s.FailNext(id, 1, 400) }, apiKey, "permanent", 400, false, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := daytonatest.New(t, apiKey)
+			srv := testenv.Daytona(t, apiKey)
 			id := "sb-" + strings.ReplaceAll(tc.name, " ", "-")
 			tc.setup(srv, id)
 			c := daytona.New(srv.URL, tc.key, "")
@@ -84,7 +85,7 @@ func TestDeleteSandbox(t *testing.T) {
 }
 
 func TestDeleteSandboxRequest(t *testing.T) {
-	srv := daytonatest.New(t, apiKey)
+	srv := testenv.Daytona(t, apiKey)
 	id := "odd id/with?chars"
 	srv.AddSandbox(id)
 	c := daytona.New(srv.URL+"/", apiKey, "org-42")
@@ -113,7 +114,7 @@ func TestDeleteSandboxRequest(t *testing.T) {
 }
 
 func TestDeleteSandboxScriptThenSucceed(t *testing.T) {
-	srv := daytonatest.New(t, apiKey)
+	srv := testenv.Daytona(t, apiKey)
 	srv.AddSandbox("sb")
 	srv.FailNext("sb", 2, 500)
 	c := daytona.New(srv.URL, apiKey, "")
@@ -162,7 +163,7 @@ func TestDeleteSandboxTransportFailures(t *testing.T) {
 }
 
 func TestDeleteSandboxHonoursCallerDeadline(t *testing.T) {
-	srv := daytonatest.New(t, apiKey)
+	srv := testenv.Daytona(t, apiKey)
 	srv.AddSandbox("sb")
 	srv.HangNext("sb", 1, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -264,7 +265,7 @@ func TestDeleteSandboxAnswerShapes(t *testing.T) {
 // operator might configure; only the right one deletes, and no wrong one
 // is taken for "already gone".
 func TestDeleteSandboxServerURLs(t *testing.T) {
-	srv := daytonatest.New(t, apiKey)
+	srv := testenv.Daytona(t, apiKey)
 	tests := []struct {
 		name       string
 		base       string
@@ -304,7 +305,7 @@ func TestDeleteSandboxServerURLs(t *testing.T) {
 
 // The server URL in the error hides a password it may carry.
 func TestServerURLErrorRedactsPassword(t *testing.T) {
-	srv := daytonatest.New(t, apiKey)
+	srv := testenv.Daytona(t, apiKey)
 	base := strings.Replace(srv.Origin, "http://", "http://user:hunter2@", 1)
 	err := daytona.New(base, apiKey, "").DeleteSandbox(context.Background(), "sb")
 	var se *daytona.ServerURLError

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -229,42 +230,97 @@ func TestClosureParentAndChildDeletedAtOnce(t *testing.T) {
 		w.checkInvariants(t)
 	})
 
-	t.Run("forced deadlock across projects is retried, not a 503", func(t *testing.T) {
+	t.Run("forced across projects: the sub-agent thread's delete waits, no deadlock", func(t *testing.T) {
 		// A in P1 (kept by X); C (child of A) and G (child of C) in P2.
 		owner := w.PersonalAccount()
 		p1 := w.Project(owner, "", "")
-		p2 := w.Project(owner, w.Sandbox(owner, "sb-deadlock"), "")
+		p2 := w.Project(owner, w.Sandbox(owner, "sb-across"), "")
 		a := w.Thread(owner, p1, "")
 		w.Thread(owner, p1, "")
 		c := w.Thread(owner, p2, a)
 		g := w.Thread(owner, p2, c)
-		// A third session holds G: the parent's delete locks P1, A and C,
-		// then waits for G.
+		// A third session holds G: the parent's delete locks P1 and P2 (the
+		// projects of its whole set, read before any lock), A and C, then
+		// waits for G.
 		tx := w.begin(t)
 		execTx(t, tx, `INSERT INTO public.messages (thread_id, type, content) VALUES ($1, 'user', '{}')`, g)
 		parentDel := asyncDelete(w.stores[0], a, user(owner))
 		w.waitForLockWaiters(t, 1)
-		// The child's delete locks P2, then waits for C.
+		// The child's delete waits for P2.
 		childDel := asyncDelete(w.stores[1], c, user(owner))
 		w.waitForLockWaiters(t, 2)
-		// Now the parent's delete gets G and asks for P2: a real deadlock.
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
 		p, ch := <-parentDel, <-childDel
 		if p.err != nil || ch.err != nil {
-			t.Fatalf("parent delete: %v; child delete: %v (a deadlock must be retried)", p.err, ch.err)
+			t.Fatalf("parent delete: %v; child delete: %v", p.err, ch.err)
 		}
-		if p.del.RoundTrips+ch.del.RoundTrips != 3 {
-			t.Fatalf("round trips %d + %d, want exactly one re-sent transaction", p.del.RoundTrips, ch.del.RoundTrips)
+		if got, want := p.del.Work.ThreadIDs, sorted(a, c, g); !slices.Equal(got, want) || ch.del.Outcome(c) != threads.OutcomeNotFound {
+			t.Fatalf("parent took %v, child's delete %v; want the parent to take all and the child's to find nothing", got, ch.del.Outcome(c))
 		}
-		for _, th := range []string{a, c, g} {
+		if p.del.RoundTrips+ch.del.RoundTrips != 2 {
+			t.Fatalf("round trips %d + %d: a deadlock was retried", p.del.RoundTrips, ch.del.RoundTrips)
+		}
+		if w.projectExists(p2) || w.teardowns(p2) != 1 || !w.projectExists(p1) {
+			t.Fatalf("P2 exists=%v with %d teardowns; P1 exists=%v", w.projectExists(p2), w.teardowns(p2), w.projectExists(p1))
+		}
+		w.checkInvariants(t)
+	})
+
+	t.Run("forced real deadlock: a sub-agent thread committed after the plain read, one re-send, no 503", func(t *testing.T) {
+		// Two projects, lo < hi by id. X lives in hi; Z in lo with a child
+		// W in hi. While X's delete waits, a child Y of X is committed into
+		// lo: X's delete then learns about lo only after it locked hi, while
+		// Z's delete locks lo, then hi. A real deadlock; X's delete detects
+		// it (its deadlock_timeout is short, Z's long), so the re-send is
+		// X's, and it cannot meet a second one: its first lock (lo) is held
+		// by Z's delete, which is no longer waiting for anything.
+		owner := w.PersonalAccount()
+		lo, hi := w.Project(owner, "", ""), w.Project(owner, "", "")
+		if hi < lo {
+			lo, hi = hi, lo
+		}
+		x, z := w.Thread(owner, hi, ""), w.Thread(owner, lo, "")
+		wt := w.Thread(owner, hi, z)
+		fast := &postgres.Store{Pool: testenv.ServicePool(t, w.url+"&deadlock_timeout=100ms", 1)}
+		slow := &postgres.Store{Pool: testenv.ServicePool(t, w.url+"&deadlock_timeout=10s", 1)}
+		xPID, zPID := backendPID(t, fast), backendPID(t, slow)
+		// tx1 commits Y (a child of X in lo); tx2 holds X a little longer,
+		// so that Z's delete is provably waiting for hi before X's delete
+		// goes on.
+		tx1, tx2 := w.begin(t), w.begin(t)
+		y := testenv.NewUUID()
+		execTx(t, tx1, `INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id) VALUES ($1, $2, $3, $4)`, y, owner, lo, x)
+		execTx(t, tx2, `INSERT INTO public.messages (thread_id, type, content) VALUES ($1, 'user', '{}')`, x)
+		xDel := asyncDelete(fast, x, user(owner)) // locks hi, waits for X
+		w.waitForLockWaiters(t, 1)
+		zDel := asyncDelete(slow, z, user(owner)) // waits for lo (tx1's KEY SHARE)
+		w.waitForLockWaiters(t, 2)
+		if err := tx1.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.waitBlockedBy(t, zPID, xPID) // Z's delete holds lo and waits for hi
+		if err := tx2.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rx, rz := <-xDel, <-zDel
+		if rx.err != nil || rz.err != nil {
+			t.Fatalf("X's delete: %v; Z's delete: %v (a deadlock must be retried)", rx.err, rz.err)
+		}
+		if rx.del.RoundTrips != 2 || rz.del.RoundTrips != 1 {
+			t.Fatalf("round trips %d (X) and %d (Z), want X's delete re-sent once", rx.del.RoundTrips, rz.del.RoundTrips)
+		}
+		if got, want := rx.del.Work.ThreadIDs, sorted(x, y); !slices.Equal(got, want) {
+			t.Fatalf("X's delete took %v, want %v", got, want)
+		}
+		for _, th := range []string{x, y, z, wt} {
 			if w.threadExists(th) {
 				t.Fatalf("thread %s survived", th)
 			}
 		}
-		if w.projectExists(p2) || w.teardowns(p2) != 1 || !w.projectExists(p1) {
-			t.Fatalf("P2 exists=%v with %d teardowns; P1 exists=%v", w.projectExists(p2), w.teardowns(p2), w.projectExists(p1))
+		if w.projectExists(lo) || w.projectExists(hi) {
+			t.Fatal("an emptied project survived")
 		}
 		w.checkInvariants(t)
 	})
@@ -432,6 +488,25 @@ func TestDeleteRetriesOnceOnDeadlockOrSerializationFailure(t *testing.T) {
 			}
 		}
 	}
+}
+
+// backendPID returns the server process of s's only pooled connection.
+func backendPID(t *testing.T, s *postgres.Store) int {
+	t.Helper()
+	var pid int
+	if err := s.Pool.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// waitBlockedBy waits until backend pid is waiting for a lock that backend
+// by holds.
+func (w *raceWorld) waitBlockedBy(t *testing.T, pid, by int) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, "a backend to wait for another's lock", func() bool {
+		return w.Count(`SELECT count(*) FROM unnest(pg_blocking_pids($1)) b WHERE b = $2`, pid, by) == 1
+	})
 }
 
 func nullIfEmpty(s string) any {

@@ -46,9 +46,10 @@ func Open(ctx context.Context, db config.DB, maxConns int32) (*pgxpool.Pool, err
 		client := secretsmanager.NewFromConfig(awsenv.Config(), func(o *secretsmanager.Options) {
 			o.BaseEndpoint = awsenv.Endpoint(secretsmanager.ServiceID)
 		})
-		src := &secretSource{arn: db.SecretARN, client: client, fallback: db}
-		// The URL is a placeholder; every field that matters is set from the
-		// secret in BeforeConnect.
+		src := &secretSource{arn: db.SecretARN, client: client}
+		// The URL carries DB_HOST, DB_PORT and DB_NAME for a secret that
+		// lacks them; BeforeConnect sets the credentials, and the host, port
+		// and database the secret names, from the secret.
 		placeholder := fmt.Sprintf("postgres://placeholder@%s:%d/%s?sslmode=require", orDefault(db.Host, "localhost"), db.Port, orDefault(db.Name, "postgres"))
 		return NewPool(ctx, PoolOptions{URL: placeholder, MaxConns: maxConns, BeforeConnect: src.apply})
 	default:
@@ -66,9 +67,8 @@ type rdsSecret struct {
 }
 
 type secretSource struct {
-	arn      string
-	client   *secretsmanager.Client
-	fallback config.DB
+	arn    string
+	client *secretsmanager.Client
 
 	mu     sync.Mutex
 	cached *rdsSecret

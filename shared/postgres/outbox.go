@@ -359,3 +359,53 @@ func (s *OutboxStore) FinishCacheWork(ctx context.Context, done []string, failed
 	}
 	return nil
 }
+
+// Prune deletes up to limit done rows whose done_at is older than
+// retention, oldest first, in one statement (migration 0005's partial index
+// outbox_done_at_idx finds them). SKIP LOCKED passes over any row another
+// transaction holds, so the statement never waits; and since it locks only
+// old done rows, which nothing else writes, no writer waits for it either.
+func (s *OutboxStore) Prune(ctx context.Context, retention time.Duration, limit int) (int, error) {
+	var n int64
+	err := func() error {
+		tag, err := s.Pool.Exec(ctx, `
+			DELETE FROM thread_delete.outbox
+			 WHERE id IN (SELECT id FROM thread_delete.outbox
+			               WHERE status = 'done' AND done_at < now() - $1::interval
+			               ORDER BY done_at
+			               LIMIT $2
+			               FOR UPDATE SKIP LOCKED)`, retention, limit)
+		n = tag.RowsAffected()
+		return err
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("outbox: prune done rows: %w", err)
+	}
+	return int(n), nil
+}
+
+// Backlog counts pending rows by kind, their oldest, and dead rows, in one
+// aggregate over the rows not done (migration 0005's partial index
+// outbox_open_kind_idx holds exactly those).
+func (s *OutboxStore) Backlog(ctx context.Context) (cleanup.Backlog, error) {
+	var (
+		b                 cleanup.Backlog
+		oldestT, oldestRW float64
+	)
+	err := func() error {
+		return s.Pool.QueryRow(ctx, `
+			SELECT count(*) FILTER (WHERE status = 'pending' AND kind = 'sandbox_teardown'),
+			       count(*) FILTER (WHERE status = 'pending' AND kind <> 'sandbox_teardown'),
+			       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending' AND kind = 'sandbox_teardown')), 0)::float8,
+			       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending' AND kind <> 'sandbox_teardown')), 0)::float8,
+			       count(*) FILTER (WHERE status = 'dead')
+			  FROM thread_delete.outbox
+			 WHERE status <> 'done'`).Scan(&b.PendingTeardowns, &b.PendingRedisWork, &oldestT, &oldestRW, &b.Dead)
+	}()
+	if err != nil {
+		return b, fmt.Errorf("outbox: backlog: %w", err)
+	}
+	b.OldestTeardown = time.Duration(max(oldestT, 0) * float64(time.Second))
+	b.OldestRedisWork = time.Duration(max(oldestRW, 0) * float64(time.Second))
+	return b, nil
+}

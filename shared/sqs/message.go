@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/threads"
@@ -50,37 +49,26 @@ const (
 	KindCacheRepair = cleanup.KindCacheRepair // "cache_repair"
 )
 
-// Message is the body of a queued job.
+// Message is the body of a queued job: the envelope, and for a teardown the
+// teardown itself (threads.Teardown defines its fields once, for the outbox
+// payload and the message alike; the envelope's job_id is the one that
+// counts).
 type Message struct {
 	Version int    `json:"version"`
 	Kind    string `json:"kind"`
 	JobID   string `json:"job_id"`
 
-	ProjectID   string     `json:"project_id,omitempty"`
-	AccountID   string     `json:"account_id,omitempty"`
-	SandboxID   string     `json:"sandbox_id,omitempty"`
-	ResourceID  string     `json:"resource_id,omitempty"`
-	ThreadID    string     `json:"thread_id,omitempty"`
-	RequestedAt *time.Time `json:"requested_at,omitempty"`
+	threads.Teardown
 }
 
 // TeardownMessage is the message for a teardown.
 func TeardownMessage(t threads.Teardown) Message {
-	m := Message{
-		Version:    Version,
-		Kind:       KindTeardown,
-		JobID:      t.JobID,
-		ProjectID:  t.ProjectID,
-		AccountID:  t.AccountID,
-		SandboxID:  t.SandboxID,
-		ResourceID: t.ResourceID,
-		ThreadID:   t.ThreadID,
-	}
 	if !t.RequestedAt.IsZero() {
-		at := t.RequestedAt.UTC()
-		m.RequestedAt = &at
+		t.RequestedAt = t.RequestedAt.UTC()
 	}
-	return m
+	job := t.JobID
+	t.JobID = "" // the envelope carries it
+	return Message{Version: Version, Kind: KindTeardown, JobID: job, Teardown: t}
 }
 
 // EntryMessage is the message that re-sends an outbox row. A teardown row

@@ -23,7 +23,7 @@ func TestParse(t *testing.T) {
 		wantErr error // nil: success; errAny: any error
 	}{
 		{"teardown", `{"version":1,"kind":"sandbox_teardown","job_id":"` + jobID + `","project_id":"p","account_id":"a","sandbox_id":"sb-1","thread_id":"t","requested_at":"2025-01-02T03:04:05Z"}`,
-			sqs.Message{Version: 1, Kind: "sandbox_teardown", JobID: jobID, ProjectID: "p", AccountID: "a", SandboxID: "sb-1", ThreadID: "t", RequestedAt: ptr(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))}, nil},
+			sqs.Message{Version: 1, Kind: "sandbox_teardown", JobID: jobID, Teardown: threads.Teardown{ProjectID: "p", AccountID: "a", SandboxID: "sb-1", ThreadID: "t", RequestedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}}, nil},
 		{"cache repair with job id only", `{"version":1,"kind":"cache_repair","job_id":"` + jobID + `"}`,
 			sqs.Message{Version: 1, Kind: "cache_repair", JobID: jobID}, nil},
 		{"upper-case job id is canonicalised", `{"version":1,"kind":"cache_repair","job_id":"` + strings.ToUpper(jobID) + `"}`,
@@ -66,8 +66,6 @@ func TestParse(t *testing.T) {
 
 var errAny = errors.New("any error")
 
-func ptr[T any](v T) *T { return &v }
-
 func TestEncodeRoundTrip(t *testing.T) {
 	td := threads.Teardown{JobID: jobID, ProjectID: "p", AccountID: "a", SandboxID: "sb", ResourceID: "r", ThreadID: "t",
 		RequestedAt: time.Date(2025, 5, 6, 7, 8, 9, 123000000, time.FixedZone("x", 3600))}
@@ -77,7 +75,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 	var raw map[string]any
 	json.Unmarshal(body, &raw) //nolint:errcheck
-	if raw["version"] != 1.0 || raw["kind"] != "sandbox_teardown" || raw["job_id"] != jobID || raw["requested_at"] != "2025-05-06T06:08:09.123Z" {
+	if raw["version"] != 1.0 || raw["kind"] != "sandbox_teardown" || raw["job_id"] != jobID || raw["requested_at"] != "2025-05-06T06:08:09.123Z" || len(raw) != 9 {
 		t.Fatalf("body %s", body)
 	}
 	m, err := sqs.Parse(body)
@@ -97,7 +95,7 @@ func TestEntryMessage(t *testing.T) {
 		want sqs.Message
 	}{
 		{cleanup.Entry{ID: jobID, Kind: cleanup.KindTeardown, Payload: payload},
-			sqs.Message{Version: 1, Kind: "sandbox_teardown", JobID: jobID, SandboxID: "sb", ProjectID: "p"}},
+			sqs.Message{Version: 1, Kind: "sandbox_teardown", JobID: jobID, Teardown: threads.Teardown{SandboxID: "sb", ProjectID: "p"}}},
 		{cleanup.Entry{ID: jobID, Kind: cleanup.KindCacheRepair, Payload: json.RawMessage(`{"account_id":"a"}`)},
 			sqs.Message{Version: 1, Kind: "cache_repair", JobID: jobID}},
 		{cleanup.Entry{ID: jobID, Kind: cleanup.KindTeardown, Payload: json.RawMessage(`"garbage"`)},
@@ -144,7 +142,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("cannot parse its own encoding %s: %v", again, err)
 		}
-		if m.RequestedAt != nil && m2.RequestedAt != nil && m.RequestedAt.Equal(*m2.RequestedAt) {
+		if m.RequestedAt.Equal(m2.RequestedAt) {
 			m2.RequestedAt = m.RequestedAt
 		}
 		if !reflect.DeepEqual(m, m2) {

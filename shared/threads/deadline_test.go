@@ -9,14 +9,15 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
-// hangingStore never answers: it returns only when its context ends, like
-// a database whose connection went silent.
-type hangingStore struct{ deadline time.Time }
+// deadlineStore records the deadline it is given and answers as a
+// database whose connection went silent would once that deadline passed.
+// It answers at once: the deadline is what the test checks, and waiting
+// for it would only make the domain tier slow.
+type deadlineStore struct{ deadline time.Time }
 
-func (s *hangingStore) Delete(ctx context.Context, _ threads.Request) (threads.Deletion, error) {
+func (s *deadlineStore) Delete(ctx context.Context, _ threads.Request) (threads.Deletion, error) {
 	s.deadline, _ = ctx.Deadline()
-	<-ctx.Done()
-	return threads.Deletion{}, errors.Join(threads.ErrUnavailable, ctx.Err())
+	return threads.Deletion{}, errors.Join(threads.ErrUnavailable, context.DeadlineExceeded)
 }
 
 // The store's deadline is compared with the caller's, not the clock with
@@ -27,7 +28,7 @@ func TestDatabasePhaseLeavesTimeToAnswer(t *testing.T) {
 	const minReserve = 100 * time.Millisecond // building and returning the answer
 	for _, budget := range []time.Duration{400 * time.Millisecond, time.Second} {
 		t.Run(budget.String(), func(t *testing.T) {
-			store := &hangingStore{}
+			store := &deadlineStore{}
 			d := &threads.Deleter{Store: store, MinDBTime: time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), budget)
 			defer cancel()

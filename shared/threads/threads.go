@@ -129,15 +129,17 @@ func (d Deletion) Outcome(id string) Outcome {
 
 // Teardown is one durable request to destroy a project's sandbox. It is
 // recorded in the outbox inside the delete transaction and then handed to the
-// queue; the cleanup worker completes it.
+// queue; the cleanup worker completes it. Its JSON is the outbox payload
+// (written by the delete function, functions/delete_threads_v1.sql, with
+// these keys) and the body of the queue message (package sqs).
 type Teardown struct {
-	JobID       string    `json:"job_id"`
-	ProjectID   string    `json:"project_id"`
-	AccountID   string    `json:"account_id"`
-	SandboxID   string    `json:"sandbox_id"`
+	JobID       string    `json:"job_id,omitempty"`
+	ProjectID   string    `json:"project_id,omitempty"`
+	AccountID   string    `json:"account_id,omitempty"`
+	SandboxID   string    `json:"sandbox_id,omitempty"`
 	ResourceID  string    `json:"resource_id,omitempty"`
-	ThreadID    string    `json:"thread_id"`
-	RequestedAt time.Time `json:"requested_at"`
+	ThreadID    string    `json:"thread_id,omitempty"`
+	RequestedAt time.Time `json:"requested_at,omitzero"`
 }
 
 // CacheWork is the Redis follow-up of one committed delete, recorded in the

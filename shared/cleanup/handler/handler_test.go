@@ -15,13 +15,13 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack"
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
+	"github.com/kortix-ai/thread-delete/shared/app"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
 	"github.com/kortix-ai/thread-delete/shared/cleanup/handler"
-	"github.com/kortix-ai/thread-delete/shared/daytona"
-	"github.com/kortix-ai/thread-delete/shared/daytona/daytonatest"
-	"github.com/kortix-ai/thread-delete/shared/postgres"
+	"github.com/kortix-ai/thread-delete/shared/config"
 	"github.com/kortix-ai/thread-delete/shared/sqs"
-	"github.com/kortix-ai/thread-delete/shared/testenv"
 	"github.com/kortix-ai/thread-delete/shared/threads"
 )
 
@@ -31,7 +31,7 @@ const apiKey = "handler-test-key"
 // emulator, and the Handler wired to all of them.
 type world struct {
 	testenv.Seeder
-	daytona  *daytonatest.Server
+	daytona  *localstack.Daytona
 	client   *awssqs.Client
 	endpoint string
 	queueURL string
@@ -45,16 +45,12 @@ func newWorld(t *testing.T, visibility time.Duration, maxReceive int) *world {
 	url := testenv.Database(t)
 	pool := testenv.ServicePool(t, url, 4)
 	ep := testenv.SQS(t)
-	w := &world{Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)}, daytona: daytonatest.New(t, apiKey), client: testenv.SQSClient(ep), endpoint: ep}
+	w := &world{Seeder: testenv.Seeder{TB: t, Pool: testenv.Pool(t, url)}, daytona: testenv.Daytona(t, apiKey), client: testenv.SQSClient(ep), endpoint: ep}
 	w.queueURL, w.dlqURL = testenv.Queue(t, ep, visibility, maxReceive)
 	w.pub = &sqs.Publisher{Client: w.client, QueueURL: w.queueURL}
-	store := &postgres.OutboxStore{Pool: pool}
-	log := slog.New(slog.DiscardHandler)
-	w.h = &handler.Handler{
-		Worker:  &cleanup.Worker{Outbox: store, Destroyer: daytona.New(w.daytona.URL, apiKey, ""), Log: log},
-		Sweeper: &cleanup.Sweeper{Outbox: store, Queue: w.pub, Log: log},
-		Log:     log,
-	}
+	// The function's own wiring (no Redis: these tests are about teardowns).
+	w.h = app.NewSandboxCleanup(config.Cleanup{DaytonaURL: w.daytona.URL, DaytonaAPIKey: apiKey},
+		&app.Clients{Pool: pool, Queue: w.pub}, slog.New(slog.DiscardHandler))
 	return w
 }
 

@@ -167,31 +167,41 @@ BEGIN
     END IF;
 
     -- 0. Decide access from a plain read, before taking any lock: a caller
-    --    who may not write a requested thread gets its 403/404 without
-    --    blocking anyone (a stranger must not hold up the owner's inserts).
-    --    The caller's role and memberships are read in the same statement.
-    --    The lock statements order what they lock themselves, so nothing
-    --    here is sorted.
-    SELECT c.admin, c.members,
-           coalesce(array_agg(r.thread_id) FILTER (WHERE r.ok), '{}'),
-           coalesce(array_agg(r.thread_id) FILTER (WHERE NOT r.ok), '{}'),
-           coalesce(array_agg(r.project_id) FILTER (WHERE r.ok AND r.project_id IS NOT NULL), '{}')
+    --    who may not write a requested thread, or a thread of its sub-agent
+    --    set, gets its 403/404 without blocking anyone (a stranger must not
+    --    hold up the owner's inserts). The same read gives the projects of
+    --    the whole sub-agent set, so that all of them are locked up front,
+    --    in one sorted pass: a delete of a parent and one of its sub-agent
+    --    thread in another project, at the same moment, queue up on the
+    --    same project instead of deadlocking. The caller's role and
+    --    memberships are read in the same statement. The lock statements
+    --    order what they lock themselves, so nothing here is sorted.
+    WITH RECURSIVE who AS MATERIALIZED (
+        SELECT v_key_account IS NULL
+               AND EXISTS (SELECT 1 FROM public.user_roles ur
+                            WHERE ur.user_id = p_user_id AND ur.role IN ('admin', 'super_admin')) AS admin,
+               ARRAY(SELECT au.account_id FROM basejump.account_user au WHERE au.user_id = p_user_id) AS members),
+    c (root, thread_id, project_id, ok) AS (
+        SELECT t.thread_id, t.thread_id, t.project_id,
+               thread_delete.may_write_v2(t.account_id, p_user_id, v_key_account, w.admin, w.members)
+          FROM public.threads t CROSS JOIN who w
+         WHERE t.thread_id = ANY (p_thread_ids)
+        UNION
+        SELECT c.root, t.thread_id, t.project_id,
+               thread_delete.may_write_v2(t.account_id, p_user_id, v_key_account, w.admin, w.members)
+          FROM c JOIN public.threads t ON t.parent_thread_id = c.thread_id CROSS JOIN who w),
+    r AS (SELECT root, bool_and(ok) AS ok FROM c GROUP BY root)
+    SELECT w.admin, w.members,
+           ARRAY(SELECT root FROM r WHERE ok),
+           ARRAY(SELECT root FROM r WHERE NOT ok),
+           ARRAY(SELECT DISTINCT c.project_id FROM c JOIN r USING (root)
+                  WHERE r.ok AND c.project_id IS NOT NULL)
       INTO v_admin, v_members, v_cand, v_forbidden, v_projects
-      FROM (SELECT v_key_account IS NULL
-                   AND EXISTS (SELECT 1 FROM public.user_roles ur
-                                WHERE ur.user_id = p_user_id AND ur.role IN ('admin', 'super_admin')),
-                   ARRAY(SELECT au.account_id FROM basejump.account_user au WHERE au.user_id = p_user_id)
-            OFFSET 0 -- evaluated once, not at each reference
-           ) AS c(admin, members)
-      LEFT JOIN LATERAL (
-            SELECT t.thread_id, t.project_id,
-                   thread_delete.may_write_v2(t.account_id, p_user_id, v_key_account, c.admin, c.members) AS ok
-              FROM public.threads t
-             WHERE t.thread_id = ANY (p_thread_ids)) r ON true
-     GROUP BY c.admin, c.members;
+      FROM who w;
 
     IF cardinality(v_cand) > 0 THEN
-        -- 1. Lock in PostgreSQL's own order: projects, then threads. Its
+        -- 1. Lock in PostgreSQL's own order: projects (of the whole set as
+        --    read above), then the requested threads. Its
         --    cascades and foreign-key checks lock a project before its
         --    threads, so locking a thread first would deadlock against an
         --    ordinary sub-agent insert or a project delete. Each level is
@@ -223,7 +233,10 @@ BEGIN
         -- 2. Close the set under fresh snapshots: each round is a statement
         --    of its own, so it sees every sub-agent thread committed before
         --    the previous round's locks were granted. Threads already in the
-        --    set are skipped, which ends cycles of parent_thread_id.
+        --    set are skipped, which ends cycles of parent_thread_id. Their
+        --    projects were locked in step 1, unless a sub-agent thread was
+        --    committed into another project after the plain read: step 4
+        --    locks that one.
         v_front := v_set;
         WHILE cardinality(v_front) > 0 LOOP
             SELECT coalesce(array_agg(x.thread_id), '{}'),
@@ -273,10 +286,11 @@ BEGIN
             v_forbidden := v_forbidden || v_refused;
         END IF;
 
-        -- 4. Lock the other affected projects (those of sub-agent threads
-        --    that lived elsewhere, or of a thread moved meanwhile), in key
-        --    order. No single lock order avoids every deadlock here; the
-        --    caller re-sends the transaction once on 40P01.
+        -- 4. Lock the other affected projects (of a sub-agent thread
+        --    committed after the plain read, or of a thread moved meanwhile),
+        --    in key order. Here a thread was locked before its project, and
+        --    no single lock order avoids every deadlock; the caller re-sends
+        --    the transaction once on 40P01.
         IF NOT (v_set_proj <@ v_projects) THEN
             v_more := ARRAY(SELECT DISTINCT p FROM unnest(v_set_proj) p
                              WHERE p <> ALL (v_projects) ORDER BY p);

@@ -1,39 +1,25 @@
 package testenv
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 )
-
-// RIEModule is the pinned Lambda runtime interface emulator.
-const RIEModule = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d"
-
-var rieInstall sync.Mutex
 
 // RIEBinary returns the path of aws-lambda-rie under the repository's .bin,
 // installing the pinned version there first when it is absent.
 func RIEBinary(tb testing.TB) string {
 	tb.Helper()
-	root := RepoRoot(tb)
-	bin := filepath.Join(root, ".bin", "aws-lambda-rie")
-	rieInstall.Lock()
-	defer rieInstall.Unlock()
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	cmd := exec.Command("go", "install", RIEModule)
-	cmd.Env = append(os.Environ(), "GOBIN="+filepath.Dir(bin))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("testenv: installing aws-lambda-rie: %v\n%s", err, out)
+	bin, err := localstack.InstallRIE(context.Background(), RepoRoot(tb))
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
 	}
 	return bin
 }
@@ -65,9 +51,9 @@ var built = map[string]string{}
 
 // Lambda is a function binary running under aws-lambda-rie.
 type Lambda struct {
-	URL    string        // the invoke URL
-	Output *bytes.Buffer // the function's stdout and stderr (its logs)
-	mu     *sync.Mutex
+	URL    string             // the invoke URL
+	Output *localstack.Buffer // the function's stdout and stderr (its logs)
+	rie    *localstack.RIE
 }
 
 // StartLambda runs bootstrap under the emulator with env (added to the
@@ -76,70 +62,44 @@ type Lambda struct {
 // does not take concurrent invokes.
 func StartLambda(tb testing.TB, bootstrap string, env []string) *Lambda {
 	tb.Helper()
-	rie := RIEBinary(tb)
-	p1, p2 := FreePort(tb), FreePort(tb)
-	cmd := exec.Command(rie,
-		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", p1),
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", p2),
-		bootstrap)
-	// As deployed: LoggingConfig LogFormat JSON sets AWS_LAMBDA_LOG_FORMAT.
-	cmd.Env = append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_LOG_FORMAT=JSON"), env...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("testenv: start aws-lambda-rie: %v", err)
+	out := &localstack.Buffer{}
+	rie, err := localstack.StartRIE(context.Background(), localstack.RIEOptions{
+		Binary:    RIEBinary(tb),
+		Bootstrap: bootstrap,
+		// As deployed: LoggingConfig LogFormat JSON sets AWS_LAMBDA_LOG_FORMAT.
+		Env:    append(append(os.Environ(), "AWS_LAMBDA_FUNCTION_TIMEOUT=10", "AWS_LAMBDA_LOG_FORMAT=JSON"), env...),
+		Output: out,
+	})
+	if err != nil {
+		tb.Fatalf("testenv: %v\n%s", err, out.String())
 	}
 	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		rie.Kill()
 		if tb.Failed() {
 			tb.Logf("function output:\n%s", out.String())
 		}
 	})
-	if err := WaitTCP(fmt.Sprintf("127.0.0.1:%d", p1), 10*time.Second); err != nil {
-		tb.Fatal(err)
-	}
-	return &Lambda{URL: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", p1), Output: &out.Buffer, mu: &out.mu}
+	return &Lambda{URL: rie.URL, Output: out, rie: rie}
 }
 
 // Invoke posts payload to the function and returns the raw response body.
 func (l *Lambda) Invoke(tb testing.TB, payload []byte) []byte {
 	tb.Helper()
-	resp, err := http.Post(l.URL, "application/json", bytes.NewReader(payload))
+	_, body, err := l.rie.Invoke(context.Background(), payload)
 	if err != nil {
 		tb.Fatalf("invoke: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatal(err)
 	}
 	return body
 }
 
 // Logs returns what the function printed so far.
-func (l *Lambda) Logs() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.Output.String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
-}
+func (l *Lambda) Logs() string { return l.Output.String() }
 
 // SampleThreadID and SampleToken are the placeholders in
 // events/delete-thread.json.
 const (
-	SampleThreadID = "7b1f1c52-5a8c-4a8e-9b59-2f0d9a1e3c10"
-	SampleToken    = "REPLACE_WITH_TOKEN"
+	SampleThreadID = localstack.ThreadID
+	SampleToken    = localstack.TokenPlaceholder
 )
 
 // DeleteEvent returns events/delete-thread.json asking to delete threadID

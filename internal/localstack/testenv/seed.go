@@ -3,25 +3,17 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
 )
 
 // NewUUID returns a random (version 4) UUID in canonical form.
-func NewUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
+func NewUUID() string { return localstack.NewUUID() }
 
 // Seeder inserts Kortix rows for tests. Every method fails the test on error.
 type Seeder struct {
@@ -58,13 +50,20 @@ func (s Seeder) Count(sql string, args ...any) int {
 	return n
 }
 
+// check fails the test when a writer of the local stack failed.
+func (s Seeder) check(err error) {
+	s.TB.Helper()
+	if err != nil {
+		s.TB.Fatalf("seed: %v", err)
+	}
+}
+
 // PersonalAccount creates a user's personal account (id = user id) and
 // returns the user id.
 func (s Seeder) PersonalAccount() string {
 	s.TB.Helper()
 	id := NewUUID()
-	s.Exec(`INSERT INTO basejump.accounts (id, primary_owner_user_id, name, slug, personal_account) VALUES ($1::uuid, $1::uuid, 'personal', $1::text, true)`, id)
-	s.Exec(`INSERT INTO basejump.account_user (user_id, account_id, account_role) VALUES ($1, $1, 'owner')`, id)
+	s.check(localstack.InsertAccount(context.Background(), s.Pool, localstack.Account{ID: id, Owner: id, Name: "personal", Slug: id, Personal: true}))
 	return id
 }
 
@@ -72,28 +71,27 @@ func (s Seeder) PersonalAccount() string {
 func (s Seeder) TeamAccount(owner string) string {
 	s.TB.Helper()
 	id := NewUUID()
-	s.Exec(`INSERT INTO basejump.accounts (id, primary_owner_user_id, name, slug, personal_account) VALUES ($1::uuid, $2, 'team', $1::text, false)`, id, owner)
-	s.Exec(`INSERT INTO basejump.account_user (user_id, account_id, account_role) VALUES ($1, $2, 'owner')`, owner, id)
+	s.check(localstack.InsertAccount(context.Background(), s.Pool, localstack.Account{ID: id, Owner: owner, Name: "team", Slug: id}))
 	return id
 }
 
 // Member adds user to account with the given role ('owner' or 'member').
 func (s Seeder) Member(account, user, role string) {
 	s.TB.Helper()
-	s.Exec(`INSERT INTO basejump.account_user (user_id, account_id, account_role) VALUES ($1, $2, $3::basejump.account_role)`, user, account, role)
+	s.check(localstack.InsertMember(context.Background(), s.Pool, account, user, role))
 }
 
 // Role gives user an application role ('user', 'admin', 'super_admin').
 func (s Seeder) Role(user, role string) {
 	s.TB.Helper()
-	s.Exec(`INSERT INTO public.user_roles (user_id, role) VALUES ($1, $2::public.app_role)`, user, role)
+	s.check(localstack.InsertRole(context.Background(), s.Pool, user, role))
 }
 
 // Sandbox creates an active sandbox resource and returns its id.
 func (s Seeder) Sandbox(account, externalID string) string {
 	s.TB.Helper()
 	id := NewUUID()
-	s.Exec(`INSERT INTO public.resources (id, account_id, type, external_id, status, config) VALUES ($1, $2, 'sandbox', $3, 'active', '{}')`, id, account, externalID)
+	s.check(localstack.InsertSandbox(context.Background(), s.Pool, localstack.Sandbox{ID: id, Account: account, ExternalID: externalID}))
 	return id
 }
 
@@ -102,15 +100,9 @@ func (s Seeder) Sandbox(account, externalID string) string {
 func (s Seeder) Project(account, resourceID, legacySandbox string) string {
 	s.TB.Helper()
 	id := NewUUID()
-	var res any
-	if resourceID != "" {
-		res = resourceID
-	}
-	sandbox := "{}"
-	if legacySandbox != "" {
-		sandbox = fmt.Sprintf(`{"id": %q, "pass": "x", "vnc_preview": "https://example.invalid"}`, legacySandbox)
-	}
-	s.Exec(`INSERT INTO public.projects (project_id, name, account_id, sandbox_resource_id, sandbox) VALUES ($1, 'project', $2, $3::uuid, $4::jsonb)`, id, account, res, sandbox)
+	s.check(localstack.InsertProject(context.Background(), s.Pool, localstack.Project{
+		ID: id, Account: account, Name: "project", ResourceID: resourceID, LegacySandbox: legacySandbox,
+	}))
 	return id
 }
 
@@ -126,34 +118,16 @@ func (s Seeder) Thread(account, project, parent string) string {
 // to swap for a look-alike, letters to change the case of).
 func (s Seeder) ThreadWithID(id, account, project, parent string) string {
 	s.TB.Helper()
-	s.Exec(`INSERT INTO public.threads (thread_id, account_id, project_id, parent_thread_id, name) VALUES ($1, $2::uuid, $3::uuid, $4::uuid, 'thread')`,
-		id, nullable(account), nullable(project), nullable(parent))
+	s.check(localstack.InsertThread(context.Background(), s.Pool, localstack.Thread{
+		ID: id, Account: account, Project: project, Parent: parent, Name: "thread",
+	}))
 	return id
 }
 
 // Content gives thread n messages, runs agent runs and docs documents.
 func (s Seeder) Content(thread string, messages, runs, docs int) {
 	s.TB.Helper()
-	if messages > 0 {
-		s.Exec(`INSERT INTO public.messages (thread_id, type, is_llm_message, content)
-			SELECT $1, CASE WHEN g % 2 = 0 THEN 'user' ELSE 'assistant' END, g % 2 = 1, jsonb_build_object('role', 'user', 'content', 'message ' || g)
-			FROM generate_series(1, $2::int) g`, thread, messages)
-	}
-	if runs > 0 {
-		s.Exec(`INSERT INTO public.agent_runs (thread_id, status) SELECT $1, 'completed' FROM generate_series(1, $2::int)`, thread, runs)
-	}
-	if docs > 0 {
-		s.Exec(`INSERT INTO public.documents (account_id, thread_id, chunk_content, embedding)
-			SELECT t.account_id, t.thread_id, 'chunk ' || g, ARRAY[0.1, 0.2, 0.3]::real[]
-			FROM public.threads t, generate_series(1, $2::int) g WHERE t.thread_id = $1`, thread, docs)
-	}
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	s.check(localstack.FillThread(context.Background(), s.Pool, thread, messages, runs, docs))
 }
 
 // Snapshot counts the rows of every table a delete may touch (and a few
@@ -189,12 +163,11 @@ func (s Seeder) WaitServiceIdle() {
 func (s Seeder) APIKey(account, status string, expiresIn time.Duration, hash func(secret string) string) string {
 	s.TB.Helper()
 	pk, sk := "pk_"+alnum32(), "sk_"+alnum32()
-	var expires any
+	k := localstack.APIKeyRow{Public: pk, Hash: hash(sk), Account: account, Title: "test key", Status: status}
 	if expiresIn != 0 {
-		expires = time.Now().Add(expiresIn)
+		k.ExpiresAt = time.Now().Add(expiresIn)
 	}
-	s.Exec(`INSERT INTO public.api_keys (public_key, secret_key_hash, account_id, title, status, expires_at)
-		VALUES ($1, $2, $3, 'test key', $4::public.api_key_status, $5)`, pk, hash(sk), account, status, expires)
+	s.check(localstack.InsertAPIKey(context.Background(), s.Pool, k))
 	return pk + ":" + sk
 }
 
@@ -228,7 +201,7 @@ func ServicePool(tb testing.TB, url string, maxConns int32) *pgxpool.Pool {
 func (s Seeder) Run(thread, status string) string {
 	s.TB.Helper()
 	id := NewUUID()
-	s.Exec(`INSERT INTO public.agent_runs (id, thread_id, status) VALUES ($1, $2, $3)`, id, thread, status)
+	s.check(localstack.InsertRun(context.Background(), s.Pool, localstack.Run{ID: id, Thread: thread, Status: status}))
 	return id
 }
 

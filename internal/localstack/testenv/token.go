@@ -4,26 +4,26 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 )
 
 // JWTSecret is the HS256 secret tests and the dev stack sign with.
-const JWTSecret = "local-dev-jwt-secret-not-for-production"
+const JWTSecret = localstack.JWTSecret
 
 // Token returns a Supabase-style HS256 access token for user, valid for an
 // hour, with aud "authenticated".
 func Token(user string) string {
-	return TokenWith(jwt.MapClaims{
-		"sub":  user,
-		"aud":  "authenticated",
-		"role": "authenticated",
-		"exp":  time.Now().Add(time.Hour).Unix(),
-		"iat":  time.Now().Unix(),
-	})
+	s, err := localstack.Token(JWTSecret, user, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // TokenWith signs claims with JWTSecret.
 func TokenWith(claims jwt.MapClaims) string {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(JWTSecret))
+	s, err := localstack.SignToken(JWTSecret, claims)
 	if err != nil {
 		panic(err)
 	}

@@ -1,8 +1,11 @@
-// Package testenv gives tests real backing services on loopback: a fresh
-// PostgreSQL database with the Kortix fixture and the service's migrations,
-// a Redis database number of their own, the fauxqs SQS emulator, the
-// Lambda runtime interface emulator, and PgBouncer in front of PostgreSQL.
-// It starts what is missing; `make test` needs nothing else set.
+// Package testenv gives tests the local stack (package localstack) as
+// testing.TB helpers: a fresh PostgreSQL database with the Kortix fixture
+// and the service's migrations, a Redis database number of their own, the
+// fauxqs SQS emulator, the Lambda runtime interface emulator, the Daytona
+// stand-in, PgBouncer in front of PostgreSQL, and proxies that delay, count
+// or cut connections. It starts what is missing; `make test` needs nothing
+// else set. Each helper fails the test on error and undoes what it made
+// when the test ends.
 //
 // Settings (all optional): TEST_DATABASE_URL (an admin URL of the server;
 // default postgres://postgres@127.0.0.1:5432/postgres), TEST_REDIS_ADDR
@@ -14,12 +17,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,52 +28,21 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 	"github.com/kortix-ai/thread-delete/shared/postgres"
-	"github.com/kortix-ai/thread-delete/shared/postgres/kortixschema"
 )
 
 // RepoRoot returns the directory holding go.mod.
 func RepoRoot(tb testing.TB) string {
 	tb.Helper()
-	dir, err := os.Getwd()
+	root, err := localstack.RepoRoot()
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("testenv: %v", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("testenv: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
+	return root
 }
 
-func adminURL() string {
-	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
-// withDatabase returns adminURL with its database name replaced.
-func withDatabase(raw, name string) string {
-	cfg, err := pgx.ParseConfig(raw)
-	if err != nil {
-		panic(err)
-	}
-	return connURL(cfg, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), name)
-}
-
-func connURL(cfg *pgx.ConnConfig, addr, database string) string {
-	user := cfg.User
-	if cfg.Password != "" {
-		user += ":" + cfg.Password
-	}
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", user, addr, database)
-}
+func adminURL() string { return localstack.AdminURL() }
 
 var templateOnce sync.Once
 var templateName string
@@ -83,11 +52,11 @@ var templateErr error
 // Kortix fixture and the migrations; per-test databases are copied from it.
 func template(ctx context.Context) (string, error) {
 	templateOnce.Do(func() {
-		sum := sha256.Sum256([]byte(kortixschema.SQL + postgres.MigrationsDigest()))
+		sum := sha256.Sum256([]byte(localstack.KortixSchema + postgres.MigrationsDigest()))
 		templateName = "tdtpl_" + hex.EncodeToString(sum[:6])
 		admin, err := pgx.Connect(ctx, adminURL())
 		if err != nil {
-			templateErr = fmt.Errorf("testenv: PostgreSQL at %s: %w", adminURL(), err)
+			templateErr = fmt.Errorf("testenv: PostgreSQL at %s: %w", localstack.Redact(adminURL()), err)
 			return
 		}
 		defer admin.Close(ctx)
@@ -102,32 +71,13 @@ func template(ctx context.Context) (string, error) {
 			return
 		}
 		building := templateName + "_wip"
-		admin.Exec(ctx, `DROP DATABASE IF EXISTS `+building+` WITH (FORCE)`) //nolint:errcheck
-		if _, err = admin.Exec(ctx, `CREATE DATABASE `+building); err != nil {
-			templateErr = err
-			return
-		}
-		if err = Prepare(ctx, withDatabase(adminURL(), building)); err != nil {
+		if _, err = localstack.PrepareDatabase(ctx, adminURL(), building, true); err != nil {
 			templateErr = err
 			return
 		}
 		_, templateErr = admin.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+templateName)
 	})
 	return templateName, templateErr
-}
-
-// Prepare applies the Kortix fixture and the service's migrations to the
-// empty database at url.
-func Prepare(ctx context.Context, url string) error {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, kortixschema.SQL); err != nil {
-		return fmt.Errorf("testenv: fixture: %w", err)
-	}
-	return postgres.Migrate(ctx, conn)
 }
 
 var dbSeq struct {
@@ -165,6 +115,10 @@ func createDatabase(ctx context.Context, tb testing.TB, suffix string) string {
 	dbSeq.n++
 	name := fmt.Sprintf("tdtest_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, dbSeq.n)
 	dbSeq.Unlock()
+	url, err := localstack.WithDatabase(adminURL(), name)
+	if err != nil {
+		tb.Fatalf("testenv: TEST_DATABASE_URL: %v", err)
+	}
 
 	admin, err := pgx.Connect(ctx, adminURL())
 	if err != nil {
@@ -185,12 +139,9 @@ func createDatabase(ctx context.Context, tb testing.TB, suffix string) string {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if admin, err := pgx.Connect(ctx, adminURL()); err == nil {
-			admin.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`) //nolint:errcheck
-			admin.Close(ctx)
-		}
+		localstack.DropDatabase(ctx, adminURL(), name) //nolint:errcheck
 	})
-	return withDatabase(adminURL(), name)
+	return url
 }
 
 // RedisAddr returns the host:port of the test Redis server: TEST_REDIS_ADDR,
@@ -207,14 +158,7 @@ func RedisAddr() string {
 // RedisViaAddr returns the redis:// URL rewritten to connect through addr
 // (host:port), e.g. a Proxy in front of RedisAddr, keeping the database
 // number and credentials.
-func RedisViaAddr(raw, addr string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	u.Host = addr
-	return u.String()
-}
+func RedisViaAddr(raw, addr string) string { return viaAddr(raw, addr) }
 
 // Redis reserves a Redis database number (1-15) for the test, empties it and
 // returns its redis:// URL and a client for assertions. The reservation is a
@@ -259,28 +203,11 @@ func Redis(tb testing.TB) (string, *redis.Client) {
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localstack.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// WaitTCP waits until something accepts connections at addr.
-func WaitTCP(addr string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.Join(fmt.Errorf("nothing listens at %s after %s", addr, within), err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return port
 }
 
 // WaitFor polls cond until it holds and fails the test when it still does
@@ -301,12 +228,14 @@ func WaitFor(tb testing.TB, within time.Duration, what string, cond func() bool)
 
 // ViaAddr returns the database URL rewritten to connect through addr
 // (host:port), e.g. a Proxy.
-func ViaAddr(url, addr string) string {
-	cfg, err := pgx.ParseConfig(url)
+func ViaAddr(url, addr string) string { return viaAddr(url, addr) }
+
+func viaAddr(raw, addr string) string {
+	u, err := localstack.WithHost(raw, addr)
 	if err != nil {
 		panic(err)
 	}
-	return connURL(cfg, addr, cfg.Database)
+	return u
 }
 
 // PostgresAddr returns the host:port of the test PostgreSQL server.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 )
 
 // StartPgBouncer starts a throwaway PgBouncer (Debian's package, which
@@ -77,7 +79,7 @@ ignore_startup_parameters = extra_float_digits
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("testenv: pgbouncer: %v", err)
 	}
-	log := &syncBuffer{}
+	log := &localstack.Buffer{}
 	up := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {

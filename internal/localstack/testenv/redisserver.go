@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kortix-ai/thread-delete/internal/localstack"
 )
 
 // startRedisServer runs a throwaway redis-server with args on loopback,
@@ -25,13 +28,14 @@ func startRedisServer(tb testing.TB, addr string, args ...string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	cmd := exec.Command("redis-server", append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, args...)...)
-	out := &syncBuffer{}
+	out := &localstack.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	proc, err := localstack.StartProcess(cmd)
+	if err != nil {
 		tb.Fatalf("testenv: redis-server: %v", err)
 	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if err := WaitTCP(addr, 10*time.Second); err != nil {
+	tb.Cleanup(proc.Kill)
+	if err := localstack.WaitTCP(context.Background(), addr, 10*time.Second, proc.Exited()); err != nil {
 		tb.Fatalf("testenv: redis-server: %v\n%s", err, out.String())
 	}
 }

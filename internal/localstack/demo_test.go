@@ -1,4 +1,4 @@
-package devenv
+package localstack
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestEventsMatchTheDemoData(t *testing.T) {
 		{"delete-thread-api-key.json", ThreadID, APIKey},
 	}
 	for _, tc := range tests {
-		b, err := os.ReadFile(filepath.Join("..", "..", "..", "events", tc.file))
+		b, err := os.ReadFile(filepath.Join("..", "..", "events", tc.file))
 		if err != nil {
 			t.Fatal(err)
 		}

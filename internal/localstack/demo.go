@@ -1,15 +1,7 @@
-// Package devenv holds the fixed settings and demo identities of the local
-// dev stack (`make dev`), shared by cmd/dev, which serves them, and
-// cmd/invoke, which defaults to them. Everything here is for a developer's
-// machine only: the secrets are public by design and must never be
-// configured in a deployed stack.
-package devenv
+package localstack
 
 import (
 	"fmt"
-	"net"
-	"net/url"
-	"os"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -17,11 +9,12 @@ import (
 	"github.com/kortix-ai/thread-delete/shared/auth"
 )
 
-// Secrets of the dev stack. They are published in the repository so that
-// tokens and API keys can be minted without any setup; a deployed stack gets
-// its own through the template's parameters.
+// Secrets of the local stack, for tests and `make dev` alike. They are
+// published in the repository so that tokens and API keys can be minted
+// without any setup; a deployed stack gets its own through the template's
+// parameters, and must never be configured with these.
 const (
-	// JWTSecret is the HS256 secret the dev API verifies tokens with
+	// JWTSecret is the HS256 secret local functions verify tokens with
 	// (SUPABASE_JWT_SECRET).
 	JWTSecret = "thread-delete-dev-jwt-secret-not-for-production"
 	// APIKeySecret is the dev API_KEY_SECRET, the HMAC key of api_keys.
@@ -39,18 +32,25 @@ const (
 	// SQSPort is where the dev stack prefers to run its SQS emulator (the
 	// port ElasticMQ made customary), so that other tools can find the
 	// queue without asking; it falls back to any free port.
-	SQSPort     = 9324
-	SQSRegion   = "us-east-1"
-	QueueName   = "thread-delete-dev-sandbox-cleanup"
-	DLQName     = QueueName + "-dlq"
-	APIPort     = 3000
-	DefaultUser = "postgres"
+	SQSPort   = 9324
+	QueueName = "thread-delete-dev-sandbox-cleanup"
+	DLQName   = QueueName + "-dlq"
+	APIPort   = 3000
 )
 
 // QueueURL is the URL fauxqs gives QueueName when it runs on port with
-// FAUXQS_HOST=127.0.0.1, as the dev stack starts it.
+// FAUXQS_HOST=127.0.0.1, as StartFauxqs starts it.
 func QueueURL(port int) string {
 	return fmt.Sprintf("http://sqs.%s.127.0.0.1:%d/000000000000/%s", SQSRegion, port, QueueName)
+}
+
+// DatabaseURL is the dev database on the admin URL's server.
+func DatabaseURL() string {
+	u, err := WithDatabase(AdminURL(), DatabaseName)
+	if err != nil {
+		u, _ = WithDatabase(DefaultAdminURL, DatabaseName)
+	}
+	return u
 }
 
 // Demo identities, fixed so that the README's commands and the events under
@@ -91,6 +91,10 @@ const (
 	APIKey           = APIKeyPublic + ":" + APIKeySecretPart
 )
 
+// TokenPlaceholder is what the sample events under events/ carry instead of
+// a token.
+const TokenPlaceholder = "REPLACE_WITH_TOKEN"
+
 // APIKeyHash is the api_keys.secret_key_hash of the demo key under
 // APIKeySecret.
 func APIKeyHash() string { return auth.HashSecret([]byte(APIKeySecret), APIKeySecretPart) }
@@ -111,62 +115,56 @@ const TokenTTL = 24 * time.Hour
 // (HS256, aud "authenticated", role "authenticated"), valid for ttl.
 func Token(secret, user string, ttl time.Duration) (string, error) {
 	now := time.Now()
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+	return SignToken(secret, jwt.MapClaims{
 		"sub":  user,
 		"aud":  "authenticated",
 		"role": "authenticated",
 		"iat":  now.Unix(),
 		"exp":  now.Add(ttl).Unix(),
-	}).SignedString([]byte(secret))
+	})
 }
 
-// AdminURL is the PostgreSQL server's admin URL: TEST_DATABASE_URL (the
-// same setting the tests use) or the local default.
-func AdminURL() string {
-	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://" + DefaultUser + "@127.0.0.1:5432/postgres?sslmode=disable"
+// SignToken signs claims with secret (HS256).
+func SignToken(secret string, claims jwt.MapClaims) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }
 
-// WithDatabase returns the PostgreSQL URL raw with its database replaced by
-// name, keeping credentials, host and parameters.
-func WithDatabase(raw, name string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", fmt.Errorf("not a postgres:// URL: %q", redact(raw))
-	}
-	u.Path = "/" + name
-	u.RawPath = ""
-	return u.String(), nil
+// Endpoints are where the services of a local stack listen.
+type Endpoints struct {
+	DatabaseURL, RedisURL string
+	SQSEndpoint, QueueURL string
+	DaytonaURL            string
 }
 
-// Redact hides the password of a URL for printing.
-func Redact(raw string) string { return redact(raw) }
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+// DefaultEndpoints are those of `make dev` when nothing was moved (the SQS
+// emulator on SQSPort); nothing runs at DaytonaURL, so a teardown fails and
+// is retried, as it would while Daytona is down.
+func DefaultEndpoints() Endpoints {
+	return Endpoints{
+		DatabaseURL: DatabaseURL(),
+		RedisURL:    RedisURL,
+		SQSEndpoint: fmt.Sprintf("http://127.0.0.1:%d", SQSPort),
+		QueueURL:    QueueURL(SQSPort),
+		DaytonaURL:  "http://127.0.0.1:1/daytona-placeholder",
 	}
-	return u.Redacted()
 }
 
-// DatabaseURL is the dev database on the admin URL's server.
-func DatabaseURL() string {
-	u, err := WithDatabase(AdminURL(), DatabaseName)
-	if err != nil {
-		return "postgres://" + DefaultUser + "@127.0.0.1:5432/" + DatabaseName + "?sslmode=disable"
+// FunctionEnv is both functions' settings on the local stack at e, with the
+// stack's secrets: what `make dev` configures them with and what
+// `make invoke` defaults to.
+func FunctionEnv(e Endpoints) map[string]string {
+	env := SQSEnv(e.SQSEndpoint)
+	for k, v := range map[string]string{
+		"DATABASE_URL":              e.DatabaseURL,
+		"REDIS_URL":                 e.RedisURL,
+		"SANDBOX_CLEANUP_QUEUE_URL": e.QueueURL,
+		"SUPABASE_JWT_SECRET":       JWTSecret,
+		"JWT_AUDIENCE":              "authenticated",
+		"API_KEY_SECRET":            APIKeySecret,
+		"DAYTONA_SERVER_URL":        e.DaytonaURL,
+		"DAYTONA_API_KEY":           DaytonaAPIKey,
+	} {
+		env[k] = v
 	}
-	return u
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return env
 }
