@@ -93,14 +93,6 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 // median of ds.
 func median(ds []time.Duration) time.Duration { return percentile(ds, 0.5) }
 
-// ratio formats a/b as "4.2×".
-func ratio(a, b time.Duration) string {
-	if b <= 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.1f×", float64(a)/float64(b))
-}
-
 // verdict formats a goal's outcome.
 func verdict(met bool) string {
 	if met {
