@@ -1,49 +1,24 @@
 package apigw_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/aws/aws-lambda-go/lambdacontext"
-
+	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/metrics"
 )
 
-// logLines captures a handler's log as lambdacontext's JSON logger writes
-// it (timestamp and message keys).
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// take returns the lines written since the last take whose message is msg.
-func (l *logLines) take(t *testing.T, msg string) [][]byte {
+// linesOf returns the lines written so far whose message is msg.
+func linesOf(t *testing.T, log *testenv.LogBuffer, msg string) [][]byte {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out [][]byte
-	for _, line := range bytes.Split(bytes.TrimSpace(l.buf.Bytes()), []byte("\n")) {
-		var r struct{ Message string }
-		if err := json.Unmarshal(line, &r); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if r.Message == msg {
-			out = append(out, bytes.Clone(line))
+	for _, line := range log.Lines(t) {
+		if line.Message == msg {
+			out = append(out, line.Raw)
 		}
 	}
-	l.buf.Reset()
 	return out
 }
 
@@ -51,9 +26,9 @@ const testNamespace = "Test/ThreadDelete"
 
 // requestMetrics returns the metrics of the one "delete threads" line the
 // last request wrote, by name, after checking each against the catalog.
-func requestMetrics(t *testing.T, log *logLines) (map[string]float64, map[string]string) {
+func requestMetrics(t *testing.T, log *testenv.LogBuffer) (map[string]float64, map[string]string) {
 	t.Helper()
-	lines := log.take(t, "delete threads")
+	lines := linesOf(t, log, "delete threads")
 	if len(lines) != 1 {
 		t.Fatalf("%d request lines, want exactly 1", len(lines))
 	}
@@ -203,8 +178,8 @@ func TestRequestLineIsItsMetrics(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			log := &logLines{}
-			tc.st.handler.Log = slog.New(slog.NewJSONHandler(log, &slog.HandlerOptions{ReplaceAttr: lambdacontext.ReplaceAttr}))
+			log := &testenv.LogBuffer{}
+			tc.st.handler.Log = log.Logger()
 			status, verify := tc.run(t, tc.st)
 			if status != tc.want.status {
 				t.Fatalf("status %d, want %d", status, tc.want.status)
@@ -230,14 +205,12 @@ func TestRequestLineIsItsMetrics(t *testing.T) {
 // One line per request, whatever it did: the metrics are not a second line.
 func TestRequestWritesOneLine(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	log := &logLines{}
-	s.handler.Log = slog.New(slog.NewJSONHandler(log, nil))
+	log := &testenv.LogBuffer{}
+	s.handler.Log = log.Logger()
 	owner := s.PersonalAccount()
 	expect(t, s.delete(t, s.Thread(owner, "", ""), bearer(owner)), 200, nil)
-	log.mu.Lock()
-	lines := strings.Split(strings.TrimSpace(log.buf.String()), "\n")
-	log.mu.Unlock()
-	if len(lines) != 1 || !strings.Contains(lines[0], `"_aws"`) {
-		t.Fatalf("the handler wrote %d lines, want the one request line with its metrics: %q", len(lines), lines)
+	lines := log.Lines(t)
+	if len(lines) != 1 || !strings.Contains(string(lines[0].Raw), `"_aws"`) {
+		t.Fatalf("the handler wrote %d lines, want the one request line with its metrics: %+v", len(lines), lines)
 	}
 }

@@ -2,15 +2,11 @@ package cleanup_test
 
 import (
 	"context"
-	"encoding/json"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-lambda-go/lambdacontext"
 
 	"github.com/kortix-ai/thread-delete/internal/localstack/testenv"
 	"github.com/kortix-ai/thread-delete/shared/cleanup"
@@ -20,11 +16,6 @@ import (
 
 const testNamespace = "Test/ThreadDelete"
 
-// jsonLogger logs into l as lambdacontext's JSON logger does.
-func (l *logRecords) jsonLogger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{ReplaceAttr: lambdacontext.ReplaceAttr}))
-}
-
 // emf is what CloudWatch extracts from one log line.
 type emf struct {
 	dims   map[string]string
@@ -33,20 +24,15 @@ type emf struct {
 
 // metricLines extracts the metrics of every line whose message is msg,
 // after checking each datum against the catalog and the namespace.
-func (l *logRecords) metricLines(t *testing.T, msg string) []emf {
+func metricLines(t *testing.T, l *testenv.LogBuffer, msg string) []emf {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []emf
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
-		var r struct{ Message string }
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if r.Message != msg {
+	for _, rec := range l.Lines(t) {
+		if rec.Message != msg {
 			continue
 		}
-		ds, err := metrics.Extract([]byte(line))
+		line := string(rec.Raw)
+		ds, err := metrics.Extract(rec.Raw)
 		if err != nil {
 			t.Fatalf("%q line is not valid EMF: %v\n%s", msg, err, line)
 		}
@@ -72,8 +58,8 @@ func (l *logRecords) metricLines(t *testing.T, msg string) []emf {
 func TestWorkerBatchMetrics(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	log := &logRecords{}
-	w.worker.Log, w.worker.Namespace = log.jsonLogger(), testNamespace
+	log := &testenv.LogBuffer{}
+	w.worker.Log, w.worker.Namespace = log.Logger(), testNamespace
 
 	good1, _, _ := w.sandbox(false)
 	good2, _, _ := w.sandbox(true)
@@ -113,7 +99,7 @@ func TestWorkerBatchMetrics(t *testing.T) {
 		"sandbox_teardown/invalid":   {1, nil, 0},
 		"redis_work/done":            {1, []float64{1}, 0}, // the row's kind, not the message's
 	}
-	lines := log.metricLines(t, "cleanup jobs")
+	lines := metricLines(t, log, "cleanup jobs")
 	if len(lines) != len(wants) {
 		t.Fatalf("%d metric lines, want one per kind and result: %d", len(lines), len(wants))
 	}
@@ -153,8 +139,8 @@ func TestWorkerBatchMetrics(t *testing.T) {
 func TestSweepMetricsAndPruning(t *testing.T) {
 	t.Parallel()
 	c := newCacheSweep(t)
-	log := &logRecords{}
-	c.sweeper.Log, c.sweeper.Namespace = log.jsonLogger(), testNamespace
+	log := &testenv.LogBuffer{}
+	c.sweeper.Log, c.sweeper.Namespace = log.Logger(), testNamespace
 	ctx := context.Background()
 
 	overdue, _, _ := c.sandbox(false)
@@ -191,7 +177,7 @@ func TestSweepMetricsAndPruning(t *testing.T) {
 		t.Fatalf("fresh Redis work %+v", r)
 	}
 
-	lines := log.metricLines(t, "outbox sweep")
+	lines := metricLines(t, log, "outbox sweep")
 	if len(lines) != 1 {
 		t.Fatalf("%d sweep lines, want 1", len(lines))
 	}
@@ -220,7 +206,7 @@ func TestSweepMetricsAndPruning(t *testing.T) {
 	if _, err := c.sweeper.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lines = log.metricLines(t, "outbox sweep")
+	lines = metricLines(t, log, "outbox sweep")
 	if len(lines) != 2 || !slices.Equal(lines[1].values["DeadRows"], []float64{2}) || !slices.Equal(lines[1].values["RowsPruned"], []float64{0}) {
 		t.Fatalf("second sweep: %+v", lines)
 	}
@@ -252,8 +238,8 @@ func TestSweepPrunesInBoundedBatches(t *testing.T) {
 func TestSweepWhosePruneFailsStillReports(t *testing.T) {
 	t.Parallel()
 	s := newSweepWorld(t)
-	log := &logRecords{}
-	s.sweeper.Log, s.sweeper.Namespace = log.jsonLogger(), testNamespace
+	log := &testenv.LogBuffer{}
+	s.sweeper.Log, s.sweeper.Namespace = log.Logger(), testNamespace
 	s.Exec(`CREATE FUNCTION thread_delete.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 	        BEGIN RAISE EXCEPTION 'outbox deletes refused for this test'; END $$`)
 	s.Exec(`CREATE TRIGGER refuse_delete BEFORE DELETE ON thread_delete.outbox FOR EACH ROW EXECUTE FUNCTION thread_delete.refuse_delete()`)
@@ -271,11 +257,11 @@ func TestSweepWhosePruneFailsStillReports(t *testing.T) {
 	if got := s.drain(); !slices.Equal(got, []string{overdue}) {
 		t.Fatalf("queue got %v", got)
 	}
-	lines := log.metricLines(t, "outbox sweep")
+	lines := metricLines(t, log, "outbox sweep")
 	if len(lines) != 1 || !slices.Equal(lines[0].values["PendingTeardowns"], []float64{1}) || !slices.Equal(lines[0].values["RowsPruned"], []float64{0}) {
 		t.Fatalf("sweep lines %+v, want one with the backlog", lines)
 	}
-	if errs := log.errorsMentioning(t, "outbox prune failed"); len(errs) != 1 {
+	if errs := errorsMentioning(t, log, "outbox prune failed"); len(errs) != 1 {
 		t.Fatalf("%d ERROR lines about the prune, want 1", len(errs))
 	}
 }

@@ -1,7 +1,6 @@
 package cleanup_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -471,33 +470,13 @@ func TestDeadlineStillRecordsTheFailure(t *testing.T) {
 	}
 }
 
-// logRecords captures a logger's records as JSON lines.
-type logRecords struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logRecords) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logRecords) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
-
 // errorsMentioning returns the ERROR records whose text contains s.
-func (l *logRecords) errorsMentioning(t *testing.T, s string) []string {
+func errorsMentioning(t *testing.T, l *testenv.LogBuffer, s string) []string {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var found []string
-	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
-		var r struct{ Level string }
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if r.Level == "ERROR" && strings.Contains(line, s) {
-			found = append(found, line)
+	for _, line := range l.Lines(t) {
+		if line.Level == "ERROR" && strings.Contains(string(line.Raw), s) {
+			found = append(found, string(line.Raw))
 		}
 	}
 	return found
@@ -538,10 +517,10 @@ func TestMisconfiguredServerURLNeverMarksDone(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t)
 			jobID, sandboxID, resourceID := w.sandbox(false)
-			var logs logRecords
+			var logs testenv.LogBuffer
 			wrong := *w.worker
 			wrong.Destroyer = daytona.New(tc.base(w.daytona), apiKey, "")
-			wrong.Log = logs.logger()
+			wrong.Log = logs.Logger()
 			ctx := context.Background()
 
 			for attempt := 1; attempt <= 2; attempt++ {
@@ -560,8 +539,8 @@ func TestMisconfiguredServerURLNeverMarksDone(t *testing.T) {
 			if !w.daytona.Exists(sandboxID) || w.daytona.Calls(sandboxID) != 0 {
 				t.Fatalf("sandbox exists %v, %d calls reached it", w.daytona.Exists(sandboxID), w.daytona.Calls(sandboxID))
 			}
-			if got := logs.errorsMentioning(t, "DAYTONA_SERVER_URL"); len(got) != 2 {
-				t.Fatalf("%d ERROR records name DAYTONA_SERVER_URL, want one per delivery:\n%s", len(got), logs.buf.String())
+			if got := errorsMentioning(t, &logs, "DAYTONA_SERVER_URL"); len(got) != 2 {
+				t.Fatalf("%d ERROR records name DAYTONA_SERVER_URL, want one per delivery:\n%s", len(got), logs.String())
 			}
 
 			// The operator fixes the setting; the next delivery completes.
