@@ -77,17 +77,9 @@ func (w *raceWorld) conn(t *testing.T) *pgx.Conn {
 // a lock: the proof that a forced interleaving is in place.
 func (w *raceWorld) waitForLockWaiters(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := w.Count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sessions waiting on a lock after 10s, want %d", got, n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("%d sessions waiting on a lock", n), func() bool {
+		return w.Count(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) >= n
+	})
 }
 
 // checkInvariants asserts what must hold after any mix of concurrent

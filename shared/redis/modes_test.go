@@ -150,13 +150,9 @@ func TestCluster(t *testing.T) {
 		}
 		// The late shard runs its scripts after the client gave up on
 		// them; wait for that (its counter going down) before repairing.
-		deadline := time.Now().Add(10 * time.Second)
-		for val(t, client, p.victimCounter) != "3" {
-			if time.Now().After(deadline) {
-				t.Fatalf("the late shard never ran its part: %s = %q", p.victimCounter, val(t, client, p.victimCounter))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, "the late shard to run its part", func() bool {
+			return val(t, client, p.victimCounter) == "3"
+		})
 		proxy.SetDelay(0)
 		if errs := cache.Repair(ctx, []threads.CacheWork{p.work}); errs[0] != nil {
 			t.Fatal(errs[0])

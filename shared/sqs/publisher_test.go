@@ -181,14 +181,10 @@ func TestSendTeardownsBatchesInFlightAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pub.SendTeardowns(ctx, teardowns(23)) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for hole.Accepted() < 3 {
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("%d requests open while the first is unanswered, want 3", hole.Accepted())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	defer cancel()
+	testenv.WaitFor(t, 10*time.Second, "3 requests open while the first is unanswered", func() bool {
+		return hole.Accepted() >= 3
+	})
 	cancel()
 	if err := <-done; err == nil {
 		t.Fatal("sends to an endpoint that never answered succeeded")
