@@ -27,9 +27,10 @@ type Store struct {
 var _ threads.Store = (*Store)(nil)
 
 // deleteSQL runs the whole delete: thread_delete.delete_threads_v1
-// (shared/postgres/functions/delete_threads_v1.sql) decides each requested id, takes its locks in
-// PostgreSQL's own order, closes the sub-agent set under fresh snapshots,
-// deletes, and records the follow-up (teardowns, Redis work) in the outbox.
+// (functions/delete_threads_v1.sql) decides each requested id, takes its
+// locks in PostgreSQL's own order, closes the sub-agent set under fresh
+// snapshots, deletes, and records the follow-up (teardowns, Redis work) in
+// the outbox.
 // It is a function so that PostgreSQL plans its statements once per
 // connection: the functions send unnamed statements, which RDS Proxy and
 // transaction-mode poolers never pin, and so could not reuse plans
@@ -54,9 +55,10 @@ type summary struct {
 // transaction (any error rolls all of it back) and one network round trip.
 // A batch that lost a deadlock or a serialization conflict was rolled back
 // whole by the server, so it is sent once more after a few milliseconds
-// (waitBeforeResend); a second loss is a 503. Nothing else is re-sent: after any other failure the server may have
-// committed (a lost reply), and the answer is a 503 (see conncheck.go for
-// how dead idle connections are avoided instead).
+// (waitBeforeResend); a second loss is a 503. Nothing else is re-sent:
+// after any other failure the server may have committed (a lost reply),
+// and the answer is a 503 (see conncheck.go for how dead idle connections
+// are avoided instead).
 func (s *Store) Delete(ctx context.Context, req threads.Request) (threads.Deletion, error) {
 	var userID, publicKey, secretHash, sessionID any
 	if k := req.Caller.APIKey; k != nil {
@@ -233,9 +235,10 @@ func isUnavailable(err error) bool {
 }
 
 // isClosedConn reports a connection that broke while the batch was in
-// flight. The transaction cannot have committed without us reading its
-// result... except in the rare case the COMMIT was processed and the answer
-// lost; then a retry by the client gets a 404, which is still correct.
+// flight. Usually nothing committed; when the commit was processed and
+// only its reply was lost, the delete stands and its follow-up is done by
+// the sweeper (the Redis work and teardowns are in the same transaction):
+// the 503 the client gets is the one case the contract allows.
 func isClosedConn(err error) bool {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		return true
