@@ -385,37 +385,32 @@ func (e *env) serverSteps(b *testing.B) {
 	if err := explainSettings(pool, true); err != nil {
 		b.Fatal(err)
 	}
-	ours, flo := newStepSamples(), newStepSamples()
-	w0 := e.walStats()
-	for i := range n {
-		c.take()
-		oursDelete(next())
-		o := c.take()
-		floorDelete(next())
-		f := c.take()
-		if i >= latencyWarmup {
-			ours.add(o)
-			flo.add(f)
+	// interleaved runs n deletes of each, ours then the floor's, and keeps
+	// what the collector saw of each after the warm-up.
+	interleaved := func() (ours, flo *stepSamples) {
+		ours, flo = newStepSamples(), newStepSamples()
+		for i := range n {
+			c.take()
+			oursDelete(next())
+			o := c.take()
+			floorDelete(next())
+			f := c.take()
+			if i >= latencyWarmup {
+				ours.add(o)
+				flo.add(f)
+			}
 		}
+		return ours, flo
 	}
+	w0 := e.walStats()
+	ours, flo := interleaved()
 	w1 := e.walStats()
 
 	// Pass 2: the client's statements only.
 	if err := explainSettings(pool, false); err != nil {
 		b.Fatal(err)
 	}
-	oursTop, floTop := newStepSamples(), newStepSamples()
-	for i := range n {
-		c.take()
-		oursDelete(next())
-		o := c.take()
-		floorDelete(next())
-		f := c.take()
-		if i >= latencyWarmup {
-			oursTop.add(o)
-			floTop.add(f)
-		}
-	}
+	oursTop, floTop := interleaved()
 
 	// Pass 3: the commit on its own (explicit transactions, straight to
 	// the server), and a bare round trip on the same connection.

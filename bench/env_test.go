@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"net/url"
 	"testing"
 	"time"
@@ -129,15 +128,7 @@ func (e *env) deleter(r route) *threads.Deleter {
 // be measuring a fault path.
 func (e *env) remove(d *threads.Deleter, owner, thread string) (time.Duration, threads.Result) {
 	e.tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	start := time.Now()
-	res, err := d.Delete(ctx, threads.Request{ThreadIDs: []string{thread}, Caller: threads.Caller{UserID: owner}})
-	took := time.Since(start)
-	if err != nil || res.CacheErr != nil || res.QueueErr != nil {
-		e.tb.Fatalf("delete %s: %v (cache: %v, queue: %v)", thread, err, res.CacheErr, res.QueueErr)
-	}
-	return took, res
+	return e.removeWithin(d, owner, thread, 10*time.Second)
 }
 
 func hostOf(tb testing.TB, raw string) string {
