@@ -81,12 +81,16 @@ func (p *Publisher) SendTeardowns(ctx context.Context, ts []threads.Teardown) er
 
 // sendBatch sends up to ten teardowns in one call.
 func (p *Publisher) sendBatch(ctx context.Context, ts []threads.Teardown) error {
+	// A teardown that cannot be encoded does not hold back the others of
+	// its batch; its error is reported with theirs.
+	var errs []error
 	entries := make([]types.SendMessageBatchRequestEntry, 0, len(ts))
 	for i, t := range ts {
 		m := TeardownMessage(t)
 		body, err := Encode(m)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		entries = append(entries, types.SendMessageBatchRequestEntry{
 			Id:                aws.String(strconv.Itoa(i)),
@@ -94,16 +98,19 @@ func (p *Publisher) sendBatch(ctx context.Context, ts []threads.Teardown) error 
 			MessageAttributes: kindAttribute(m.Kind),
 		})
 	}
+	if len(entries) == 0 {
+		return errors.Join(errs...)
+	}
 	out, err := p.Client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(p.QueueURL), Entries: entries})
 	if err != nil {
-		return fmt.Errorf("sqs: send %d teardowns: %w", len(ts), err)
+		return errors.Join(append(errs, fmt.Errorf("sqs: send %d teardowns: %w", len(entries), err))...)
 	}
 	if len(out.Failed) > 0 {
 		f := out.Failed[0]
-		return fmt.Errorf("sqs: %d of %d teardowns refused, first: %s %s", len(out.Failed), len(ts),
-			aws.ToString(f.Code), aws.ToString(f.Message))
+		errs = append(errs, fmt.Errorf("sqs: %d of %d teardowns refused, first: %s %s", len(out.Failed), len(entries),
+			aws.ToString(f.Code), aws.ToString(f.Message)))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func kindAttribute(kind string) map[string]types.MessageAttributeValue {

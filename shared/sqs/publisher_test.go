@@ -172,6 +172,21 @@ func TestSendTeardownsRefusesInvalidMessages(t *testing.T) {
 	}
 }
 
+// A teardown that cannot be encoded is reported and does not hold back the
+// others of its batch.
+func TestSendTeardownsSendsTheRestOfABatchWithAnInvalidEntry(t *testing.T) {
+	ep := testenv.SQS(t)
+	client := testenv.SQSClient(ep)
+	queueURL, _ := testenv.Queue(t, ep, 30*time.Second, 0)
+	pub := &sqs.Publisher{Client: client, QueueURL: queueURL}
+	ts := teardowns(5)
+	ts[2].JobID = ""
+	if err := pub.SendTeardowns(context.Background(), ts); err == nil || !strings.Contains(err.Error(), "job_id") {
+		t.Fatalf("invalid entry reported as %v", err)
+	}
+	checkArrived(t, receiveAll(t, client, queueURL, 4), slices.Delete(slices.Clone(ts), 2, 3))
+}
+
 // The batches of a large set are sent at once, not one after the other:
 // with an endpoint that never answers, all three requests for 23
 // teardowns are open together.
