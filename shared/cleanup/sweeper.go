@@ -154,9 +154,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 		batches = 0 // no queue configured: teardowns wait for one
 	}
 	for range batches {
-		// Keep a margin: a claimed row whose send is cut short by the
-		// deadline would wait a whole backoff period for nothing.
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*time.Second {
+		if nearDeadline(ctx) {
 			break
 		}
 		rows, err := s.Outbox.ClaimDue(ctx, p, batch)
@@ -225,7 +223,7 @@ func (s *Sweeper) prune(ctx context.Context, rep *SweepReport) error {
 		limit = DefaultPruneBatchSize
 	}
 	for range s.maxBatches() {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*time.Second {
+		if nearDeadline(ctx) {
 			break
 		}
 		n, err := s.Outbox.Prune(ctx, retention, limit)
@@ -260,7 +258,7 @@ func (s *Sweeper) sweepCache(ctx context.Context, rep *SweepReport) error {
 		limit = DefaultCacheBatchSize
 	}
 	for range s.maxBatches() {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*time.Second {
+		if nearDeadline(ctx) {
 			break
 		}
 		rows, err := s.Outbox.ClaimCacheWork(ctx, p, limit)
@@ -377,4 +375,12 @@ func (s *Sweeper) logger() *slog.Logger {
 		return slog.Default()
 	}
 	return s.Log
+}
+
+// nearDeadline reports that less than the sweep's margin (2 s) is left: a
+// batch claimed now and cut short by the deadline would wait a whole
+// backoff period for nothing, so the next sweep takes it.
+func nearDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < 2*time.Second
 }
